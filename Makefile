@@ -1,0 +1,34 @@
+# Everything runs inside a project virtual environment, .venv, made by `make install`.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+BENCH_TIME_S ?= 60
+
+.PHONY: install test demo lint bench clean
+
+install: $(BIN)/automl
+
+$(BIN)/automl: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	# The CPU build of torch first (it lies on this machine's disk), so that
+	# nothing later pulls a multi-GB CUDA build.
+	$(BIN)/python -m pip install --quiet "torch==2.13.0"
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	touch $(BIN)/automl
+
+test: install
+	$(BIN)/python -m pytest -q
+
+demo: install
+	$(BIN)/automl fit specs/breast_cancer.yaml --overwrite
+	$(BIN)/automl leaderboard runs/breast-cancer
+
+lint: install
+	$(BIN)/ruff check automl tests benchmarks
+
+bench: install
+	$(BIN)/python benchmarks/quality.py --time-s $(BENCH_TIME_S)
+
+clean:
+	rm -rf runs .pytest_cache

@@ -1,0 +1,166 @@
+"""The ``automl`` command line.
+
+Exit status: 0 success; 2 bad input (spec, data, arguments, artifact) with one
+line on stderr; 1 an internal error (set AUTOML_DEBUG=1 for the traceback).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+import traceback
+from pathlib import Path
+
+import click
+import pandas as pd
+import typer
+import yaml
+from rich.console import Console
+from rich.table import Table
+
+from automl.errors import InputError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="A declarative AutoML engine for tabular data.")
+stdout = Console()
+if not stdout.is_terminal:
+    stdout = Console(width=200)  # a pipe or file: do not cut the table to 80 columns
+STARTED = time.monotonic()
+"""When the command started: a fit's time budget counts from here, imports included."""
+
+
+def print_leaderboard(board: pd.DataFrame, limit: int | None = 20) -> None:
+    columns = ["rank", "model", "family", "cv_score", "cv_std", "fit_time_s", "predict_time_s", "n_trials_family"]
+    table = Table(*columns)
+    shown = board if limit is None else board.head(limit)
+    for _, row in shown.iterrows():
+        table.add_row(*(f"{row[c]:.5g}" if isinstance(row[c], float) else str(row[c]) for c in columns))
+    stdout.print(table)
+    if limit is not None and len(board) > limit:
+        stdout.print(f"... {len(board) - limit} more rows")
+
+
+@app.command()
+def fit(spec: Path = typer.Argument(..., help="Task spec (YAML, TOML or JSON)."),
+        time_s: float = typer.Option(None, "--time-s", help="Override budget.time_s."),
+        output: Path = typer.Option(None, "--output", help="Override the output folder."),
+        ray_address: str = typer.Option(None, "--ray-address", help="Join this Ray cluster."),
+        set_: list[str] = typer.Option([], "--set", help="Override a spec key: key.path=value."),
+        overwrite: bool = typer.Option(False, "--overwrite", help="Replace a run already in the output folder."),
+        quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output.")) -> None:
+    """Run the whole fit: search, ensemble, refit; write leaderboard, model, report and run.json."""
+    from automl.engine import run_fit
+    from automl.progress import Progress
+    from automl.spec import load_spec
+
+    overrides = list(set_)
+    if time_s is not None:
+        overrides.append(f"budget.time_s={time_s}")
+    if ray_address is not None:
+        overrides.append(f"hardware.ray_address={ray_address}")
+    if output is not None:
+        overrides.append(f"output={output.resolve()}")
+    result = run_fit(load_spec(spec, overrides), overwrite=overwrite, progress=Progress(enabled=not quiet),
+                     started=STARTED)
+    print_leaderboard(result.leaderboard, limit=10)
+    stdout.print(f"run folder: {result.output_dir}")
+
+
+@app.command()
+def predict(model_dir: Path = typer.Argument(..., help="A model folder or its run folder."),
+            data: Path = typer.Argument(..., help="CSV or Parquet with the feature columns."),
+            out: Path = typer.Option(None, "-o", "--output", help="Write the CSV here instead of stdout."),
+            proba: bool = typer.Option(False, "--proba", help="Class probabilities instead of labels.")) -> None:
+    """Predict new rows; one output row per input row, in input order."""
+    from automl.artifact import load_predictor
+    from automl.data import load_table
+
+    predictor = load_predictor(model_dir)
+    frame = load_table(data)
+    if proba:
+        result = predictor.predict_proba(frame)
+    else:
+        result = pd.DataFrame({predictor.target_name: predictor.predict(frame)})
+    if out is None:
+        result.to_csv(sys.stdout, index=False)
+    else:
+        result.to_csv(out, index=False)
+
+
+@app.command()
+def evaluate(model_dir: Path = typer.Argument(..., help="A model folder or its run folder."),
+             data: Path = typer.Argument(..., help="Labelled CSV or Parquet.")) -> None:
+    """Score labelled data with the run's metric and every other metric of its task (JSON)."""
+    from automl.artifact import load_predictor
+    from automl.data import load_table
+    from automl.metrics import all_scores
+
+    predictor = load_predictor(model_dir)
+    frame = load_table(data)
+    if predictor.target_name not in frame.columns:
+        raise InputError(f"{data} has no target column '{predictor.target_name}'")
+    frame = frame[frame[predictor.target_name].notna()]
+    y = predictor.target.encode(frame[predictor.target_name])
+    scores = all_scores(predictor.task, y, predictor.predict_matrix(frame))
+    print(json.dumps({"metric": predictor.metric, "score": scores.get(predictor.metric), "rows": len(frame),
+                      "scores": scores}, indent=2))
+
+
+@app.command()
+def leaderboard(run_dir: Path = typer.Argument(..., help="A run folder (or its model folder).")) -> None:
+    """Print a run's leaderboard."""
+    path = next((p for p in (run_dir / "leaderboard.csv", run_dir.parent / "leaderboard.csv") if p.is_file()), None)
+    if path is None:
+        raise InputError(f"no leaderboard.csv in {run_dir}")
+    print_leaderboard(pd.read_csv(path), limit=None)
+
+
+@app.command()
+def schema() -> None:
+    """Print the JSON Schema of the task spec."""
+    from automl.spec import json_schema
+
+    print(json.dumps(json_schema(), indent=2))
+
+
+@app.command()
+def init(data: Path = typer.Argument(..., help="CSV or Parquet training data."),
+         target: str = typer.Option(..., "--target", help="The column to predict.")) -> None:
+    """Write a starter spec for a dataset (YAML on stdout)."""
+    from automl.data import infer_task, load_table
+    from automl.metrics import DEFAULT_METRIC
+
+    frame = load_table(data)
+    if target not in frame.columns:
+        raise InputError(f"target column '{target}' is not in {data}")
+    task = infer_task(frame[target])
+    spec = {"name": data.stem, "data": {"train": str(data), "target": target}, "task": task,
+            "metric": DEFAULT_METRIC[task], "budget": {"time_s": 120}, "validation": {"folds": 5},
+            "ensemble": {"enabled": True}, "seed": 0}
+    print(yaml.safe_dump(spec, sort_keys=False), end="")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: maps errors to exit statuses (2 bad input, 1 internal)."""
+    try:
+        app(args=argv, standalone_mode=False)
+    except InputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    except click.exceptions.Abort:
+        print("aborted", file=sys.stderr)
+        sys.exit(130)
+    except click.ClickException as exc:  # usage errors: unknown option, missing argument
+        exc.show()
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        sys.exit(130)
+    except Exception as exc:
+        if os.environ.get("AUTOML_DEBUG"):
+            traceback.print_exc()
+        print(f"internal error: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}",
+              file=sys.stderr)
+        sys.exit(1)

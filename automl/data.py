@@ -1,0 +1,304 @@
+"""Loading tables, inferring the task and column kinds, and shaping features.
+
+``FeatureSchema`` is learnt from the training columns and applied to every
+later frame (CV folds, refit, prediction), so train and predict see the same
+columns, dtypes and category levels. Unseen categories become missing values.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from pandas.api import types as ptypes
+
+from automl.errors import InputError
+
+NUMERIC, CATEGORICAL, DATETIME, BOOLEAN, ID_LIKE, CONSTANT, TEXT = (
+    "numeric", "categorical", "datetime", "boolean", "id-like", "constant", "text",
+)
+DROPPED_KINDS = (ID_LIKE, CONSTANT, TEXT)
+DATE_PARTS = ("year", "month", "day", "dayofweek", "dayofyear", "hour")
+_DATE_LIKE = re.compile(r"^\s*(\d{4}-\d{1,2}-\d{1,2}|\d{1,2}/\d{1,2}/\d{2,4})([ T]\d{1,2}:\d{2}.*)?\s*$")
+MAX_CLASSES_INFERRED = 20
+"""An integer target with at most this many values is taken as classification."""
+
+
+def load_table(source: str | Path | pd.DataFrame) -> pd.DataFrame:
+    """A DataFrame from a CSV or Parquet path, or the frame itself."""
+    if isinstance(source, pd.DataFrame):
+        return source
+    path = Path(source)
+    if not path.is_file():
+        raise InputError(f"data file not found: {path}")
+    try:
+        if path.suffix.lower() in (".parquet", ".pq"):
+            frame = pd.read_parquet(path)
+        elif path.suffix.lower() in (".csv", ".txt", ".gz", ".tsv"):
+            frame = pd.read_csv(path, sep="\t" if path.suffix.lower() == ".tsv" else ",",
+                                skipinitialspace=True)
+        else:
+            raise InputError(f"unsupported data file type {path.suffix!r} (use .csv or .parquet): {path}")
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, OSError) as exc:
+        raise InputError(f"cannot read {path}: {str(exc).splitlines()[0]}") from None
+    except ValueError as exc:  # pyarrow's errors for a file that is not Parquet
+        raise InputError(f"cannot read {path}: {str(exc).splitlines()[0]}") from None
+    if frame.empty:
+        raise InputError(f"{path} holds no rows")
+    return frame
+
+
+def _is_integer_valued(values: pd.Series) -> bool:
+    numbers = values.to_numpy(dtype=float)
+    return bool(np.all(np.isfinite(numbers)) and np.all(numbers == np.round(numbers)))
+
+
+def infer_task(y: pd.Series) -> str:
+    """binary, multiclass or regression, as a user of AutoGluon or FLAML would expect."""
+    y = y.dropna()
+    n_unique = y.nunique()
+    if n_unique < 2:
+        raise InputError(f"target '{y.name}' has fewer than two distinct values")
+    if n_unique == 2:
+        return "binary"
+    if ptypes.is_bool_dtype(y) or not ptypes.is_numeric_dtype(y):
+        return "multiclass"
+    if _is_integer_valued(y) and n_unique <= MAX_CLASSES_INFERRED:
+        return "multiclass"
+    return "regression"
+
+
+def _looks_like_dates(values: pd.Series) -> bool:
+    sample = values.dropna().astype(str).head(200)
+    return len(sample) > 0 and sample.map(lambda v: bool(_DATE_LIKE.match(v))).mean() >= 0.9
+
+
+def _parse_datetime(values: pd.Series) -> pd.Series:
+    if ptypes.is_datetime64_any_dtype(values):
+        return values
+    return pd.to_datetime(values, errors="coerce", format="mixed")
+
+
+def infer_kind(values: pd.Series) -> str:
+    """The kind of one feature column."""
+    present = values.dropna()
+    n_unique = present.nunique()
+    if n_unique <= 1:
+        return CONSTANT
+    if ptypes.is_bool_dtype(values):
+        return BOOLEAN
+    if ptypes.is_datetime64_any_dtype(values):
+        return DATETIME
+    if ptypes.is_numeric_dtype(values):
+        if _looks_like_row_ids(present, n_unique):
+            return ID_LIKE
+        return NUMERIC
+    if _looks_like_dates(values):
+        return DATETIME
+    if len(present) >= 50 and n_unique / len(present) > 0.95:
+        strings = present.astype(str)
+        return TEXT if strings.str.contains(" ").mean() > 0.5 and strings.str.len().mean() > 20 else ID_LIKE
+    return CATEGORICAL
+
+
+def _looks_like_row_ids(present: pd.Series, n_unique: int) -> bool:
+    """An integer column of consecutive, all-distinct values: a row number, not a feature."""
+    if len(present) < 50 or n_unique != len(present) or not _is_integer_valued(present):
+        return False
+    ordered = np.sort(present.to_numpy(dtype=float))
+    return bool(np.all(np.diff(ordered) == 1))
+
+
+@dataclass
+class ColumnInfo:
+    name: str
+    kind: str
+    categories: list[str] = field(default_factory=list)
+    date_parts: list[str] = field(default_factory=list)
+
+
+def _as_strings(values: pd.Series) -> pd.Series:
+    missing = values.isna()
+    strings = values.astype(str).astype(object)
+    strings[missing] = np.nan
+    return strings
+
+
+def _booleans(values: pd.Series) -> pd.Series:
+    """0/1 floats from a bool column, or from its text form in a CSV read later."""
+    if ptypes.is_bool_dtype(values):
+        return values.astype(float)
+    truth = _as_strings(values).str.strip().str.lower().isin(["true", "1", "1.0", "yes"])
+    return truth.astype(float).where(values.notna())
+
+
+def _date_parts(stamps: pd.Series) -> dict[str, pd.Series]:
+    parts = {
+        "year": stamps.dt.year, "month": stamps.dt.month, "day": stamps.dt.day,
+        "dayofweek": stamps.dt.dayofweek, "dayofyear": stamps.dt.dayofyear, "hour": stamps.dt.hour,
+    }
+    return {name: part.astype(float) for name, part in parts.items()}
+
+
+@dataclass
+class FeatureSchema:
+    """What the model expects: input columns, their kinds, and category levels."""
+
+    columns: list[ColumnInfo]
+
+    @classmethod
+    def infer(cls, X: pd.DataFrame) -> FeatureSchema:
+        infos = []
+        for name in X.columns:
+            kind = infer_kind(X[name])
+            info = ColumnInfo(str(name), kind)
+            if kind == CATEGORICAL:
+                info.categories = sorted(_as_strings(X[name]).dropna().unique().tolist())
+            elif kind == DATETIME:
+                stamps = _parse_datetime(X[name])
+                parts = _date_parts(stamps)
+                info.date_parts = [p for p in DATE_PARTS if parts[p].nunique(dropna=True) > 1]
+            infos.append(info)
+        if not any(info.kind not in DROPPED_KINDS for info in infos):
+            raise InputError("no usable feature columns: every column is constant, an id or text")
+        return cls(infos)
+
+    @property
+    def used(self) -> list[ColumnInfo]:
+        return [info for info in self.columns if info.kind not in DROPPED_KINDS]
+
+    @property
+    def required_columns(self) -> list[str]:
+        return [info.name for info in self.used]
+
+    def transform(self, X: pd.DataFrame) -> pd.DataFrame:
+        """Model-ready features: floats, and pandas categoricals with fixed levels."""
+        missing = [name for name in self.required_columns if name not in X.columns]
+        if missing:
+            raise InputError(f"column '{missing[0]}' is missing from the data (the model uses it)")
+        out: dict[str, pd.Series] = {}
+        for info in self.used:
+            values = X[info.name]
+            if info.kind == CATEGORICAL:
+                out[info.name] = pd.Series(
+                    pd.Categorical(_as_strings(values), categories=info.categories), index=X.index)
+            elif info.kind == DATETIME:
+                parts = _date_parts(_parse_datetime(values))
+                for part in info.date_parts:
+                    out[f"{info.name}__{part}"] = parts[part]
+            elif info.kind == BOOLEAN:
+                out[info.name] = _booleans(values)
+            else:
+                out[info.name] = self._numeric(info.name, values)
+        return pd.DataFrame(out, index=X.index)
+
+    @staticmethod
+    def _numeric(name: str, values: pd.Series) -> pd.Series:
+        if ptypes.is_numeric_dtype(values) and not ptypes.is_bool_dtype(values):
+            return values.astype(float)
+        numbers = pd.to_numeric(values, errors="coerce")
+        bad = numbers.isna() & values.notna()
+        if bad.any():
+            raise InputError(f"column '{name}' should be numeric; found {values[bad].iloc[0]!r}")
+        return numbers.astype(float)
+
+    def describe(self) -> dict[str, str]:
+        return {info.name: info.kind for info in self.columns}
+
+    def categorical_features(self) -> list[str]:
+        return [info.name for info in self.used if info.kind == CATEGORICAL]
+
+
+@dataclass
+class TargetEncoder:
+    """Maps labels to 0..k-1 for classification; passes numbers through for regression."""
+
+    task: str
+    classes: list = field(default_factory=list)
+
+    @classmethod
+    def fit(cls, y: pd.Series, task: str) -> TargetEncoder:
+        if task == "regression":
+            if not ptypes.is_numeric_dtype(y) or ptypes.is_bool_dtype(y):
+                raise InputError(f"target '{y.name}' is not numeric, so it cannot be a regression target")
+            return cls(task)
+        classes = sorted(y.dropna().unique().tolist(), key=lambda v: (str(type(v)), v))
+        if task == "binary" and len(classes) != 2:
+            raise InputError(f"task is binary but target '{y.name}' has {len(classes)} classes")
+        if len(classes) < 2:
+            raise InputError(f"target '{y.name}' has fewer than two classes")
+        return cls(task, [c.item() if hasattr(c, "item") else c for c in classes])
+
+    @property
+    def n_classes(self) -> int:
+        return len(self.classes)
+
+    def encode(self, y: pd.Series) -> np.ndarray:
+        if self.task == "regression":
+            return y.to_numpy(dtype=float)
+        index = {label: i for i, label in enumerate(self.classes)}
+        unknown = ~y.isin(self.classes)
+        if unknown.any():
+            raise InputError(f"target '{y.name}' holds a class the model never saw: {y[unknown].iloc[0]!r}")
+        return y.map(index).to_numpy(dtype=int)
+
+    def decode(self, codes: np.ndarray) -> np.ndarray:
+        return np.asarray(self.classes, dtype=object)[codes]
+
+
+@dataclass
+class TrainingData:
+    """Model-ready training data, ready to be put into Ray's object store once."""
+
+    X: pd.DataFrame
+    y: np.ndarray
+    schema: FeatureSchema
+    target: TargetEncoder
+    groups: np.ndarray | None = None
+    times: np.ndarray | None = None
+    n_dropped_rows: int = 0
+
+    @property
+    def task(self) -> str:
+        return self.target.task
+
+
+def _check_columns(frame: pd.DataFrame, names: list[str], role: str) -> None:
+    for name in names:
+        if name not in frame.columns:
+            raise InputError(f"{role} column '{name}' is not in the data")
+
+
+def prepare_training(frame: pd.DataFrame, target: str, task: str = "auto", drop: list[str] = (),
+                     groups: str | None = None, time: str | None = None) -> TrainingData:
+    """Split features from target, infer kinds and task, and encode both."""
+    if target not in frame.columns:
+        shown = ", ".join(map(str, list(frame.columns)[:10]))
+        raise InputError(f"target column '{target}' is not in the data (columns: {shown})")
+    _check_columns(frame, list(drop), "data.drop")
+    _check_columns(frame, [c for c in (groups, time) if c], "data.groups/data.time")
+    labelled = frame[frame[target].notna()]
+    if len(labelled) < 10:
+        raise InputError(f"only {len(labelled)} rows have a target value; need at least 10")
+    y = labelled[target]
+    if task == "auto":
+        task = infer_task(y)
+    encoder = TargetEncoder.fit(y, task)
+    excluded = {target, *drop} | ({groups} if groups else set())
+    X = labelled[[c for c in labelled.columns if c not in excluded]]
+    if X.shape[1] == 0:
+        raise InputError("no feature columns are left after removing target, drop and groups")
+    schema = FeatureSchema.infer(X)
+    return TrainingData(
+        X=schema.transform(X).reset_index(drop=True),
+        y=encoder.encode(y),
+        schema=schema,
+        target=encoder,
+        groups=labelled[groups].to_numpy() if groups else None,
+        times=_parse_datetime(labelled[time]).to_numpy() if time and not ptypes.is_numeric_dtype(labelled[time])
+        else (labelled[time].to_numpy() if time else None),
+        n_dropped_rows=len(frame) - len(labelled),
+    )

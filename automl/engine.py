@@ -1,0 +1,290 @@
+"""One fit, end to end: data -> folds -> search on Ray -> ensemble -> refit -> outputs.
+
+The whole fit ends within ``budget.time_s``: the search stops early enough to
+leave time for the final refit, measured from the trials themselves.
+
+Final model: the chosen configurations are refit on all training rows rather
+than keeping the k fold models. That gives one model per ensemble member
+(k times smaller and faster to predict), uses every row, and keeps trials light:
+workers never ship fitted models back. Its cost is one extra fit per member,
+which the budget reserves.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.model_selection import train_test_split
+from threadpoolctl import threadpool_limits
+
+from automl.artifact import Member, Predictor, library_versions
+from automl.data import TrainingData, infer_task, load_table, prepare_training
+from automl.ensemble import select_ensemble
+from automl.errors import InputError
+from automl.execution import RayExecutor
+from automl.metrics import Metric, all_scores, get_metric
+from automl.models import ModelFamily, family_names, get_family
+from automl.progress import Progress
+from automl.report import write_report
+from automl.search import Search, storage_url
+from automl.spec import IN_MEMORY, Spec
+from automl.trial import COMPLETE, PRUNED, TrialOutcome, predict_matrix
+from automl.validation import Folds, make_folds
+
+RUN_FILES = ("study.db", "leaderboard.csv", "run.json", "report.html", "model")
+END_MARGIN_S = 2.5
+"""Kept back at the end for stopping Ray and writing the outputs."""
+ENSEMBLE_CANDIDATES = 20
+
+
+@dataclass
+class RunResult:
+    predictor: Predictor
+    leaderboard: pd.DataFrame
+    summary: dict[str, Any]
+    output_dir: Path
+
+
+def prepare_output_dir(folder: Path, overwrite: bool) -> Path:
+    """Refuse to mix two runs in one folder; with ``overwrite``, remove only our own files."""
+    existing = [name for name in RUN_FILES if (folder / name).exists()]
+    if existing and not overwrite:
+        raise InputError(f"{folder} already holds a run ({existing[0]}); pass --overwrite or another --output")
+    for name in existing:
+        path = folder / name
+        shutil.rmtree(path) if path.is_dir() else path.unlink()
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def choose_families(spec: Spec, task: str) -> list[ModelFamily]:
+    names = spec.models.include or family_names()
+    chosen = [get_family(n) for n in names if n not in spec.models.exclude and get_family(n).supports(task)]
+    if not chosen:
+        raise InputError(f"models: no model family left to try for a {task} task")
+    return chosen
+
+
+def _split_holdout(frame: pd.DataFrame, spec: Spec, task: str) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+    if spec.data.test:
+        return frame, load_table(spec.data.test)
+    if spec.validation.test_size:
+        labelled = frame[frame[spec.data.target].notna()]
+        stratify = labelled[spec.data.target] if task != "regression" else None
+        train, test = train_test_split(labelled, test_size=spec.validation.test_size,
+                                       random_state=spec.seed, stratify=stratify)
+        return train, test
+    return frame, None
+
+
+def refit_estimate_s(outcome: TrialOutcome, n_folds: int) -> float:
+    """Seconds to fit a configuration on all rows, from its k fold fits."""
+    return outcome.fit_time_s / max(1, n_folds - 1)
+
+
+class Run:
+    """The state of one fit while it runs."""
+
+    def __init__(self, spec: Spec, output_dir: Path, progress: Progress, started: float):
+        self.spec = spec
+        self.output_dir = output_dir
+        self.progress = progress
+        self.started = started
+        self.hard_deadline = self.started + spec.budget.time_s
+        self.outcomes: list[TrialOutcome] = []
+        self.timings: dict[str, float] = {}
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.started
+
+    # -- the search phase -------------------------------------------------
+    def best_outcomes(self, metric: Metric, n: int | None = None) -> list[TrialOutcome]:
+        done = [o for o in self.outcomes if o.status == COMPLETE]
+        ranked = sorted(done, key=lambda o: (-o.cv_score if metric.higher_is_better else o.cv_score, o.number))
+        return ranked[:n] if n else ranked
+
+    def search_deadline(self, metric: Metric, n_folds: int) -> float:
+        """When the search must stop: leave room to refit the likely ensemble."""
+        likely_members = self.best_outcomes(metric, 3 if self.spec.ensemble.enabled else 1)
+        reserve = END_MARGIN_S + sum(refit_estimate_s(o, n_folds) for o in likely_members)
+        return self.hard_deadline - reserve
+
+    def search(self, data: TrainingData, folds: Folds, metric: Metric, families: list[ModelFamily]) -> None:
+        hw = self.spec.hardware
+        search = Search(families, data.task, metric, storage_url(str(self.output_dir / "study.db")),
+                        study_name=self.spec.name, seed=self.spec.seed, cpus_per_trial=hw.cpus_per_trial,
+                        max_trials=self.spec.budget.max_trials)
+
+        def record(outcome: TrialOutcome) -> None:
+            self.outcomes.append(outcome)
+            best = self.best_outcomes(metric, 1)
+            self.progress.trial_done(outcome, best[0] if best else None, self.hard_deadline - time.monotonic())
+
+        with RayExecutor(hw.ray_address, hw.cpus, hw.gpus, hw.cpus_per_trial) as executor:
+            self.timings["ray_start_s"] = self.elapsed() - self.timings["load_s"]
+            payload = executor.put((data, folds))
+            all_outcomes = search.run(executor, payload, lambda: self.search_deadline(metric, len(folds)), record)
+        self.outcomes = all_outcomes  # with the trials cancelled at the deadline
+
+    # -- the final model --------------------------------------------------
+    def select_members(self, data: TrainingData, folds: Folds, metric: Metric) -> tuple[list[TrialOutcome], list[float], float | None]:
+        """The best trial alone, or an ensemble whose refit still fits in the budget."""
+        ranked = self.best_outcomes(metric)
+        if not ranked:
+            raise InputError(f"no trial finished within budget.time_s={self.spec.budget.time_s:g}; give the run more time")
+        best = ranked[0]
+        if not self.spec.ensemble.enabled or len(ranked) < 2:
+            return [best], [1.0], None
+        candidates = ranked[:ENSEMBLE_CANDIDATES]
+        while True:
+            rows = folds.covered
+            selection = select_ensemble([c.oof[rows] for c in candidates], data.y[rows], metric,
+                                        self.spec.ensemble.size)
+            members = [candidates[i] for i in selection.weights]
+            cost = sum(refit_estimate_s(m, len(folds)) for m in members)
+            if cost <= self.hard_deadline - time.monotonic() - END_MARGIN_S or len(members) == 1:
+                break
+            costliest = max(members, key=lambda m: refit_estimate_s(m, len(folds)))
+            candidates = [c for c in candidates if c is not costliest]
+        if len(members) == 1:
+            return [members[0]], [1.0], None
+        return members, [selection.weights[candidates.index(m)] for m in members], selection.score
+
+    def refit(self, data: TrainingData, members: list[TrialOutcome], weights: list[float]) -> list[Member]:
+        n_jobs = self.spec.hardware.cpus or os.cpu_count() or 1
+        fitted = []
+        with threadpool_limits(limits=n_jobs):
+            for outcome, weight in zip(members, weights):
+                estimator = get_family(outcome.family).build(outcome.params, data.task, n_jobs, self.spec.seed)
+                estimator.fit(data.X, data.y)
+                fitted.append(Member(model_name(outcome), outcome.family, outcome.params, weight, estimator))
+        return fitted
+
+
+def model_name(outcome: TrialOutcome) -> str:
+    return f"{outcome.family}_{outcome.number}"
+
+
+def _ensemble_fold_scores(members, weights, folds: Folds, y: np.ndarray, metric: Metric) -> list[float]:
+    blend = sum(w * m.oof for m, w in zip(members, weights))
+    return [metric.score(y[valid], blend[valid]) for _, valid in folds.splits]
+
+
+def build_leaderboard(outcomes: list[TrialOutcome], metric: Metric, ensemble_row: dict | None) -> pd.DataFrame:
+    per_family = pd.Series([o.family for o in outcomes]).value_counts().to_dict()
+    rows = [{"model": model_name(o), "family": o.family, "cv_score": o.cv_score, "cv_std": o.cv_std,
+             "fit_time_s": round(o.fit_time_s, 3), "predict_time_s": round(o.predict_time_s, 3),
+             "n_trials_family": per_family[o.family], "params": json.dumps(o.params, sort_keys=True),
+             "trial": o.number}
+            for o in outcomes if o.status == COMPLETE]
+    if ensemble_row:
+        rows.append(ensemble_row)
+    board = pd.DataFrame(rows)
+    board = board.sort_values(["cv_score", "trial"], ascending=[not metric.higher_is_better, True],
+                              kind="stable", na_position="last").reset_index(drop=True)
+    board.insert(0, "rank", np.arange(1, len(board) + 1))
+    return board
+
+
+def _holdout_scores(predictor: Predictor, test: pd.DataFrame, spec: Spec, metric: Metric) -> dict[str, Any]:
+    target = spec.data.target
+    if target not in test.columns:
+        raise InputError(f"holdout data has no target column '{target}'")
+    test = test[test[target].notna()]
+    y = predictor.target.encode(test[target])
+    prediction = predictor.predict_matrix(test)
+    scores = all_scores(predictor.task, y, prediction)
+    return {"rows": len(test), "metric": metric.name, "score": scores.get(metric.name), "scores": scores}
+
+
+def run_fit(spec: Spec, train: pd.DataFrame | None = None, overwrite: bool = False,
+            progress: Progress | None = None, started: float | None = None) -> RunResult:
+    """Fit a whole run from a validated spec; ``train`` replaces ``data.train`` when given.
+
+    The budget counts from ``started`` (a ``time.monotonic()`` reading; the command
+    line passes its own start, so imports count too), or from this call."""
+    progress = progress or Progress(enabled=False)
+    output_dir = prepare_output_dir(spec.output_dir, overwrite)
+    run = Run(spec, output_dir, progress, started if started is not None else time.monotonic())
+
+    if train is None and spec.data.train == IN_MEMORY:
+        raise InputError("data.train is required")
+    frame = load_table(train if train is not None else spec.data.train)
+    if spec.data.target not in frame.columns:
+        raise InputError(f"target column '{spec.data.target}' is not in the data")
+    task = spec.task if spec.task != "auto" else infer_task(frame[spec.data.target])
+    metric = get_metric(spec.metric, task)
+    families = choose_families(spec, task)
+    frame, holdout = _split_holdout(frame, spec, task)
+    data = prepare_training(frame, spec.data.target, task, spec.data.drop, spec.data.groups, spec.data.time)
+    folds = make_folds(task, data.y, spec.validation.folds, spec.seed, data.groups, data.times)
+    run.timings["load_s"] = run.elapsed()
+    progress.start(f"{spec.name}: {task}, {len(data.y)} rows, {data.X.shape[1]} features, "
+                   f"metric {metric.name}, {len(families)} families, budget {spec.budget.time_s:g}s")
+
+    run.search(data, folds, metric, families)
+    search_end = run.elapsed()
+    members, weights, ensemble_score = run.select_members(data, folds, metric)
+    fitted = run.refit(data, members, weights)
+    run.timings["refit_s"] = run.elapsed() - search_end
+    run.timings["search_s"] = search_end - run.timings["load_s"]
+
+    ensemble_row = None
+    if ensemble_score is not None:
+        fold_scores = _ensemble_fold_scores(members, weights, folds, data.y, metric)
+        ensemble_row = {"model": "ensemble", "family": "ensemble", "cv_score": ensemble_score,
+                        "cv_std": float(np.std(fold_scores)),
+                        "fit_time_s": round(sum(m.fit_time_s for m in members), 3),
+                        "predict_time_s": round(sum(m.predict_time_s for m in members), 3),
+                        "n_trials_family": len(members),
+                        "params": json.dumps({model_name(m): round(w, 4) for m, w in zip(members, weights)}),
+                        "trial": -1}
+    leaderboard = build_leaderboard(run.outcomes, metric, ensemble_row)
+    predictor = Predictor(data.schema, data.target, spec.data.target, metric.name, fitted,
+                          meta={"spec": spec.model_dump(mode="json")})
+    predictor.save(output_dir / "model")
+    holdout = _holdout_scores(predictor, holdout, spec, metric) if holdout is not None else None
+    run.timings["total_s"] = run.elapsed()
+    summary = _summary(spec, run, data, metric, leaderboard, holdout, folds)
+    leaderboard.to_csv(output_dir / "leaderboard.csv", index=False)
+    (output_dir / "run.json").write_text(json.dumps(summary, indent=2, default=str))
+    write_report(output_dir / "report.html", summary, leaderboard, run.outcomes, metric)
+    progress.finish(leaderboard.iloc[0], holdout, run.elapsed())
+    return RunResult(predictor, leaderboard, summary, output_dir)
+
+
+def _summary(spec: Spec, run: Run, data: TrainingData, metric: Metric, leaderboard: pd.DataFrame,
+             holdout: dict | None, folds: Folds) -> dict[str, Any]:
+    counts = pd.Series([o.status for o in run.outcomes]).value_counts().to_dict()
+    best = leaderboard.iloc[0]
+    return {
+        "name": spec.name,
+        "task": data.task,
+        "metric": metric.name,
+        "higher_is_better": metric.higher_is_better,
+        "best_model": best["model"],
+        "cv_score": float(best["cv_score"]),
+        "holdout": holdout,
+        "rows": len(data.y),
+        "dropped_rows_missing_target": data.n_dropped_rows,
+        "folds": {"kind": folds.kind, "n": len(folds)},
+        "columns": data.schema.describe(),
+        "classes": data.target.classes,
+        "trials": {"total": len(run.outcomes), "complete": counts.get(COMPLETE, 0),
+                   "pruned": counts.get(PRUNED, 0), "failed": counts.get("failed", 0)},
+        "timings": {k: round(v, 3) for k, v in run.timings.items()} | {"budget_s": spec.budget.time_s},
+        "trial_log": [{"trial": o.number, "family": o.family, "status": o.status, "cv_score": o.cv_score,
+                       "fold_scores": o.fold_scores, "fit_time_s": o.fit_time_s, "host": o.host,
+                       "pid": o.pid, "started_at": o.started_at, "ended_at": o.ended_at, "error": o.error}
+                      for o in run.outcomes],
+        "spec": spec.model_dump(mode="json"),
+        "versions": library_versions(),
+    }

@@ -1,0 +1,10 @@
+"""Errors that the command line turns into exit statuses.
+
+``InputError`` means the user's input is wrong (spec, data, arguments, artifact):
+the CLI prints its message on one line and exits with status 2. Anything else
+that escapes is an internal error (status 1).
+"""
+
+
+class InputError(ValueError):
+    """Bad user input; the message names the problem in one line."""

@@ -1,0 +1,116 @@
+"""Metric registry: a name, a direction, and whether it scores probabilities.
+
+Every scorer takes ``(y_true, prediction)`` where ``y_true`` holds encoded
+labels (0..k-1) for classification, and ``prediction`` is the probability
+matrix (n, k) for classification or the predicted values for regression.
+Scores stay in the metric's own sign; ``higher_is_better`` tells which way is up.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+from sklearn import metrics as skm
+
+from automl.errors import InputError
+
+CLASSIFICATION = ("binary", "multiclass")
+REGRESSION = ("regression",)
+
+
+@dataclass(frozen=True)
+class Metric:
+    name: str
+    higher_is_better: bool
+    needs_proba: bool
+    tasks: tuple[str, ...]
+    score_fn: Callable[[np.ndarray, np.ndarray], float]
+
+    @property
+    def direction(self) -> str:
+        """Optuna's name for the direction."""
+        return "maximize" if self.higher_is_better else "minimize"
+
+    def score(self, y_true: np.ndarray, prediction: np.ndarray) -> float:
+        return float(self.score_fn(np.asarray(y_true), np.asarray(prediction)))
+
+    def is_better(self, a: float, b: float) -> bool:
+        """Whether score ``a`` beats score ``b``."""
+        return a > b if self.higher_is_better else a < b
+
+    def worst(self) -> float:
+        return -np.inf if self.higher_is_better else np.inf
+
+
+def _labels(proba: np.ndarray) -> np.ndarray:
+    return np.argmax(proba, axis=1)
+
+
+def _roc_auc(y: np.ndarray, proba: np.ndarray) -> float:
+    if proba.shape[1] == 2:
+        return skm.roc_auc_score(y, proba[:, 1])
+    return skm.roc_auc_score(y, proba, multi_class="ovr", labels=np.arange(proba.shape[1]))
+
+
+def _log_loss(y: np.ndarray, proba: np.ndarray) -> float:
+    return skm.log_loss(y, proba, labels=np.arange(proba.shape[1]))
+
+
+def _f1(y: np.ndarray, proba: np.ndarray) -> float:
+    average = "binary" if proba.shape[1] == 2 else "macro"
+    return skm.f1_score(y, _labels(proba), average=average)
+
+
+_REGISTRY: dict[str, Metric] = {}
+
+
+def register(metric: Metric) -> Metric:
+    _REGISTRY[metric.name] = metric
+    return metric
+
+
+register(Metric("roc_auc", True, True, CLASSIFICATION, _roc_auc))
+register(Metric("log_loss", False, True, CLASSIFICATION, _log_loss))
+register(Metric("accuracy", True, False, CLASSIFICATION,
+                lambda y, p: skm.accuracy_score(y, _labels(p))))
+register(Metric("balanced_accuracy", True, False, CLASSIFICATION,
+                lambda y, p: skm.balanced_accuracy_score(y, _labels(p))))
+register(Metric("f1", True, False, CLASSIFICATION, _f1))
+register(Metric("f1_macro", True, False, CLASSIFICATION,
+                lambda y, p: skm.f1_score(y, _labels(p), average="macro")))
+register(Metric("rmse", False, False, REGRESSION,
+                lambda y, p: skm.root_mean_squared_error(y, p)))
+register(Metric("mae", False, False, REGRESSION, skm.mean_absolute_error))
+register(Metric("r2", True, False, REGRESSION, skm.r2_score))
+
+DEFAULT_METRIC = {"binary": "roc_auc", "multiclass": "log_loss", "regression": "rmse"}
+
+
+def metric_names() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+def get_metric(name: str, task: str) -> Metric:
+    """The metric called ``name`` (``auto``: the task's default), checked against the task."""
+    if name == "auto":
+        name = DEFAULT_METRIC[task]
+    if name not in _REGISTRY:
+        raise InputError(f"unknown metric {name!r}; known: {', '.join(metric_names())}")
+    metric = _REGISTRY[name]
+    if task not in metric.tasks:
+        raise InputError(f"metric {name!r} does not apply to a {task} task")
+    return metric
+
+
+def all_scores(task: str, y_true: np.ndarray, prediction: np.ndarray) -> dict[str, float]:
+    """Every registered metric that applies to ``task``, for reports and holdout scoring."""
+    scores = {}
+    for metric in _REGISTRY.values():
+        if task in metric.tasks:
+            try:
+                scores[metric.name] = metric.score(y_true, prediction)
+            except ValueError:  # e.g. roc_auc on a holdout holding one class only
+                continue
+    return scores

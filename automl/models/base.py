@@ -1,0 +1,44 @@
+"""The contract every model family follows.
+
+A family owns its estimator, its preprocessing, its Optuna search space and a
+strong default configuration. The space is declarative (Optuna distributions),
+so the search, the planner and the report can read it without running it.
+Parameter names are the estimator's own; the search prefixes them with the
+family name inside the study.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any
+
+from optuna.distributions import BaseDistribution
+from sklearn.base import BaseEstimator
+
+ALL_TASKS = ("binary", "multiclass", "regression")
+
+
+class ModelFamily(ABC):
+    name: str = ""
+    tasks: tuple[str, ...] = ALL_TASKS
+    uses_gpu: bool = False
+    relative_cost: float = 1.0
+    """Rough fit cost against LightGBM's default on the same data, for budgeting."""
+
+    @abstractmethod
+    def search_space(self, task: str) -> dict[str, BaseDistribution]:
+        """Optuna distributions, keyed by the estimator's parameter names."""
+
+    @abstractmethod
+    def default_params(self, task: str) -> dict[str, Any]:
+        """A strong configuration to try first; every key is in the search space."""
+
+    @abstractmethod
+    def build(self, params: dict[str, Any], task: str, n_jobs: int, seed: int) -> BaseEstimator:
+        """An unfitted scikit-learn estimator (preprocessing included)."""
+
+    def supports(self, task: str) -> bool:
+        return task in self.tasks
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"

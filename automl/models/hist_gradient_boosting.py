@@ -1,0 +1,39 @@
+"""scikit-learn's histogram gradient boosting, with native categorical features."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from optuna.distributions import FloatDistribution, IntDistribution
+from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
+from sklearn.pipeline import make_pipeline
+
+from automl.models.base import ModelFamily
+from automl.preprocessing import codes_encoder
+
+MAX_NATIVE_LEVELS = 250
+"""HistGradientBoosting takes at most max_bins (255) levels per categorical feature."""
+
+
+class HistGradientBoostingFamily(ModelFamily):
+    name = "hist_gradient_boosting"
+    relative_cost = 1.5
+
+    def search_space(self, task: str) -> dict:
+        return {
+            "learning_rate": FloatDistribution(0.01, 0.3, log=True),
+            "max_leaf_nodes": IntDistribution(8, 128, log=True),
+            "min_samples_leaf": IntDistribution(3, 100, log=True),
+            "l2_regularization": FloatDistribution(1e-4, 10.0, log=True),
+            "max_features": FloatDistribution(0.3, 1.0),
+        }
+
+    def default_params(self, task: str) -> dict[str, Any]:
+        return {"learning_rate": 0.05, "max_leaf_nodes": 31, "min_samples_leaf": 20,
+                "l2_regularization": 0.01, "max_features": 1.0}
+
+    def build(self, params: dict[str, Any], task: str, n_jobs: int, seed: int):
+        estimator = HistGradientBoostingRegressor if task == "regression" else HistGradientBoostingClassifier
+        model = estimator(**params, max_iter=1000, early_stopping=True, n_iter_no_change=15,
+                          validation_fraction=0.1, categorical_features="from_dtype", random_state=seed)
+        return make_pipeline(codes_encoder(max_levels=MAX_NATIVE_LEVELS), model)

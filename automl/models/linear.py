@@ -1,0 +1,32 @@
+"""Logistic regression for classification, ridge regression for regression."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from optuna.distributions import FloatDistribution
+from sklearn.linear_model import LogisticRegression, Ridge
+from sklearn.pipeline import make_pipeline
+
+from automl.models.base import ModelFamily
+from automl.preprocessing import scaled_one_hot_encoder
+
+
+class LinearFamily(ModelFamily):
+    name = "linear"
+    relative_cost = 0.3
+
+    def search_space(self, task: str) -> dict:
+        if task == "regression":
+            return {"alpha": FloatDistribution(1e-3, 1e3, log=True)}
+        return {"C": FloatDistribution(1e-3, 100.0, log=True)}
+
+    def default_params(self, task: str) -> dict[str, Any]:
+        return {"alpha": 1.0} if task == "regression" else {"C": 1.0}
+
+    def build(self, params: dict[str, Any], task: str, n_jobs: int, seed: int):
+        if task == "regression":
+            model = Ridge(**params, random_state=seed)
+        else:
+            model = LogisticRegression(**params, max_iter=2000, random_state=seed)
+        return make_pipeline(scaled_one_hot_encoder(), model)

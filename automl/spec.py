@@ -1,0 +1,206 @@
+"""The task spec: pydantic models for every section of DESIGN.md.
+
+A spec is loaded from YAML, TOML or JSON; relative paths are resolved against
+the spec file's folder; ``--set key.path=value`` overrides are applied before
+validation, so an override is checked exactly like the file itself.
+"""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from automl.errors import InputError
+
+IN_MEMORY = "<in-memory DataFrame>"
+"""``data.train`` of a spec whose training data is passed to ``fit`` directly."""
+
+Task = Literal["auto", "binary", "multiclass", "regression"]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class DataSpec(_Section):
+    train: str = Field(description="CSV or Parquet file with the training rows.")
+    target: str = Field(min_length=1, description="Column to predict.")
+    test: str | None = Field(None, description="Optional holdout file, scored at the end.")
+    drop: list[str] = Field(default_factory=list, description="Columns to ignore.")
+    groups: str | None = Field(None, description="Column of group ids -> group k-fold.")
+    time: str | None = Field(None, description="Column of times -> time-ordered folds.")
+    sensitive: list[str] = Field(default_factory=list, description="Columns for fairness checks.")
+
+
+class BudgetSpec(_Section):
+    time_s: float = Field(120.0, gt=0, description="Wall-clock seconds for the whole fit.")
+    max_trials: int | None = Field(None, ge=1, description="Stop after this many trials.")
+
+
+class ValidationSpec(_Section):
+    folds: int = Field(5, ge=2, le=20, description="Cross-validation folds.")
+    test_size: float | None = Field(
+        None, gt=0, lt=1, description="Fraction carved off as a holdout when data.test is absent."
+    )
+
+
+class ModelsSpec(_Section):
+    include: list[str] | None = Field(None, description="Families to try; null: all that fit.")
+    exclude: list[str] = Field(default_factory=list, description="Families never to try.")
+
+    @field_validator("include", "exclude")
+    @classmethod
+    def _known_families(cls, names: list[str] | None) -> list[str] | None:
+        from automl.models import family_names
+
+        for name in names or []:
+            if name not in family_names():
+                raise ValueError(f"unknown model family {name!r}; known: {', '.join(family_names())}")
+        return names
+
+
+class EnsembleSpec(_Section):
+    enabled: bool = True
+    size: int = Field(25, ge=1, description="Greedy ensemble selection rounds.")
+
+
+class HardwareSpec(_Section):
+    ray_address: str | None = Field(None, description="null: embedded local Ray; 'auto' or an address.")
+    cpus: int | None = Field(None, ge=1, description="CPUs the run may use; null: all offered.")
+    gpus: int = Field(0, ge=0)
+    cpus_per_trial: int = Field(1, ge=1)
+    gpus_per_trial: float = Field(0, ge=0)
+
+
+class Spec(_Section):
+    """A whole task: what to learn, how it is judged, and what it may spend."""
+
+    name: str = "automl"
+    data: DataSpec
+    task: Task = "auto"
+    metric: str = Field("auto", description="auto: roc_auc, log_loss or rmse by task.")
+    budget: BudgetSpec = Field(default_factory=BudgetSpec)
+    validation: ValidationSpec = Field(default_factory=ValidationSpec)
+    models: ModelsSpec = Field(default_factory=ModelsSpec)
+    ensemble: EnsembleSpec = Field(default_factory=EnsembleSpec)
+    hardware: HardwareSpec = Field(default_factory=HardwareSpec)
+    output: str | None = Field(None, description="Run folder; null: runs/<name>.")
+    seed: int = 0
+
+    @field_validator("metric")
+    @classmethod
+    def _known_metric(cls, name: str) -> str:
+        from automl.metrics import metric_names
+
+        if name != "auto" and name not in metric_names():
+            raise ValueError(f"unknown metric {name!r}; known: auto, {', '.join(metric_names())}")
+        return name
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Spec:
+        if self.hardware.cpus is not None and self.hardware.cpus_per_trial > self.hardware.cpus:
+            raise ValueError("hardware.cpus_per_trial is larger than hardware.cpus")
+        return self
+
+    @property
+    def output_dir(self) -> Path:
+        return Path(self.output) if self.output else Path("runs") / self.name
+
+
+def _format_error(error: ValidationError) -> str:
+    """One line naming the first offending key and what was expected."""
+    first = error.errors()[0]
+    key = ".".join(str(part) for part in first["loc"]) or "spec"
+    kind = first["type"]
+    if kind == "extra_forbidden":
+        return f"spec: unknown key '{key}'"
+    if kind == "missing":
+        return f"spec: '{key}' is required"
+    message = first["msg"].removeprefix("Value error, ")
+    return f"spec: '{key}': {message}" + (f" (got {first['input']!r})" if "input" in first and not isinstance(first["input"], dict) else "")
+
+
+def read_spec_file(path: str | Path) -> dict[str, Any]:
+    """Parse a YAML, TOML or JSON spec file into a plain dict."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"spec file not found: {path}")
+    text = path.read_text()
+    try:
+        if path.suffix == ".toml":
+            raw = tomllib.loads(text)
+        elif path.suffix == ".json":
+            raw = json.loads(text)
+        else:
+            raw = yaml.safe_load(text)
+    except (yaml.YAMLError, tomllib.TOMLDecodeError, json.JSONDecodeError) as exc:
+        reason = str(exc).splitlines()[0]
+        raise InputError(f"spec file {path} cannot be parsed: {reason}") from None
+    if not isinstance(raw, dict):
+        raise InputError(f"spec file {path} must hold a mapping of keys, not {type(raw).__name__}")
+    return raw
+
+
+def apply_override(raw: dict[str, Any], assignment: str) -> None:
+    """Apply one ``key.path=value`` override in place; the value is parsed as YAML."""
+    key, sep, value = assignment.partition("=")
+    if not sep or not key.strip():
+        raise InputError(f"--set expects key.path=value, got {assignment!r}")
+    *parents, leaf = key.strip().split(".")
+    node = raw
+    for part in parents:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise InputError(f"--set {key}: '{part}' is not a section")
+        node = child
+    try:
+        node[leaf] = yaml.safe_load(value) if value.strip() else None
+    except yaml.YAMLError:
+        node[leaf] = value
+
+
+def _resolve_paths(raw: dict[str, Any], base: Path) -> None:
+    data = raw.get("data")
+    if isinstance(data, dict):
+        for key in ("train", "test"):
+            value = data.get(key)
+            if isinstance(value, str) and value != IN_MEMORY and not Path(value).is_absolute():
+                data[key] = str((base / value).resolve())
+    output = raw.get("output")
+    if isinstance(output, str) and not Path(output).is_absolute():
+        raw["output"] = str((base / output).resolve())
+
+
+def build_spec(raw: dict[str, Any], overrides: list[str] = ()) -> Spec:
+    """Validate a raw mapping (after overrides) into a Spec, or raise InputError."""
+    for assignment in overrides:
+        apply_override(raw, assignment)
+    try:
+        return Spec.model_validate(raw)
+    except ValidationError as exc:
+        raise InputError(_format_error(exc)) from None
+
+
+def load_raw_spec(path: str | Path) -> dict[str, Any]:
+    """A spec file as a mapping, named after the file unless it names itself,
+    with its paths made absolute against the file's folder; not yet validated."""
+    path = Path(path)
+    raw = read_spec_file(path)
+    raw.setdefault("name", path.stem)
+    _resolve_paths(raw, path.parent.resolve())
+    return raw
+
+
+def load_spec(path: str | Path, overrides: list[str] = ()) -> Spec:
+    """Load and validate a spec file."""
+    return build_spec(load_raw_spec(path), overrides)
+
+
+def json_schema() -> dict[str, Any]:
+    """The JSON Schema of the spec, for editors."""
+    return Spec.model_json_schema()

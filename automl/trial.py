@@ -1,0 +1,113 @@
+"""One trial: cross-validate one configuration of one family.
+
+This is the function a worker runs. It never raises for a model's failure:
+the failure is returned as a ``failed`` outcome with its message, so the run
+records it and goes on (never a silent stand-in result).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from threadpoolctl import threadpool_limits
+
+from automl.data import TrainingData
+from automl.metrics import get_metric
+from automl.models import get_family
+from automl.validation import Folds, empty_oof
+
+COMPLETE, PRUNED, FAILED = "complete", "pruned", "failed"
+
+Reporter = Callable[[int, float], bool]
+"""Called after each fold with (fold index, running mean score); True means stop (pruned)."""
+
+
+@dataclass
+class TrialSpec:
+    """What a worker needs to run one trial (besides the shared data)."""
+
+    number: int
+    family: str
+    params: dict[str, Any]
+    metric: str
+    seed: int
+    n_jobs: int = 1
+    pruning: Any = None
+    """A picklable object whose ``connect()`` returns a Reporter, or None."""
+
+
+@dataclass
+class TrialOutcome:
+    number: int
+    family: str
+    params: dict[str, Any]
+    status: str
+    fold_scores: list[float] = field(default_factory=list)
+    oof: np.ndarray | None = None
+    fit_time_s: float = 0.0
+    predict_time_s: float = 0.0
+    error: str | None = None
+    host: str = ""
+    pid: int = 0
+    started_at: float = 0.0
+    ended_at: float = 0.0
+
+    @property
+    def cv_score(self) -> float:
+        return float(np.mean(self.fold_scores)) if self.fold_scores else float("nan")
+
+    @property
+    def cv_std(self) -> float:
+        return float(np.std(self.fold_scores)) if self.fold_scores else float("nan")
+
+
+def predict_matrix(estimator, X, task: str, n_classes: int) -> np.ndarray:
+    """Probabilities over every class (columns 0..k-1) or regression values."""
+    if task == "regression":
+        return np.asarray(estimator.predict(X), dtype=float)
+    proba = estimator.predict_proba(X)
+    full = np.zeros((len(X), n_classes))
+    full[:, np.asarray(estimator.classes_, dtype=int)] = proba
+    return full
+
+
+def run_trial(payload: tuple[TrainingData, Folds], spec: TrialSpec) -> TrialOutcome:
+    data, folds = payload
+    outcome = TrialOutcome(spec.number, spec.family, spec.params, COMPLETE, host=socket.gethostname(),
+                           pid=os.getpid(), started_at=time.time())
+    try:
+        with threadpool_limits(limits=spec.n_jobs):
+            _cross_validate(data, folds, spec, outcome)
+    except Exception as exc:  # a model's failure is a result to record, not a crash
+        outcome.status = FAILED
+        outcome.error = f"{type(exc).__name__}: {exc}".splitlines()[0][:500]
+        outcome.oof = None
+    outcome.ended_at = time.time()
+    return outcome
+
+
+def _cross_validate(data: TrainingData, folds: Folds, spec: TrialSpec, outcome: TrialOutcome) -> None:
+    family = get_family(spec.family)
+    metric = get_metric(spec.metric, data.task)
+    reporter = spec.pruning.connect() if spec.pruning is not None else None
+    oof = empty_oof(data.task, len(data.y), data.target.n_classes)
+    for step, (train_idx, valid_idx) in enumerate(folds.splits):
+        estimator = family.build(spec.params, data.task, spec.n_jobs, spec.seed)
+        started = time.perf_counter()
+        estimator.fit(data.X.iloc[train_idx], data.y[train_idx])
+        fitted = time.perf_counter()
+        prediction = predict_matrix(estimator, data.X.iloc[valid_idx], data.task, data.target.n_classes)
+        outcome.fit_time_s += fitted - started
+        outcome.predict_time_s += time.perf_counter() - fitted
+        oof[valid_idx] = prediction
+        outcome.fold_scores.append(metric.score(data.y[valid_idx], prediction))
+        if reporter is not None and reporter(step, outcome.cv_score):
+            outcome.status = PRUNED
+            return
+    outcome.oof = oof

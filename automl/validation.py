@@ -1,0 +1,68 @@
+"""Cross-validation folds, and out-of-fold predictions.
+
+Folds are made once per run and shared by every trial, so trials are compared
+on the same splits and their out-of-fold predictions can be ensembled.
+Time-ordered folds leave the earliest block unpredicted; ``covered`` marks the
+rows that do have an out-of-fold prediction.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from sklearn.model_selection import GroupKFold, KFold, StratifiedKFold, TimeSeriesSplit
+
+from automl.errors import InputError
+
+
+@dataclass(frozen=True)
+class Folds:
+    splits: list[tuple[np.ndarray, np.ndarray]]
+    n_rows: int
+    kind: str
+
+    def __len__(self) -> int:
+        return len(self.splits)
+
+    @property
+    def covered(self) -> np.ndarray:
+        """Rows that some fold predicts out-of-fold."""
+        mask = np.zeros(self.n_rows, dtype=bool)
+        for _, valid in self.splits:
+            mask[valid] = True
+        return mask
+
+
+def make_folds(task: str, y: np.ndarray, n_folds: int, seed: int,
+               groups: np.ndarray | None = None, times: np.ndarray | None = None) -> Folds:
+    """Stratified k-fold for classification, k-fold for regression, group k-fold
+    when groups are given, and time-ordered (expanding window) folds when times are."""
+    n_rows = len(y)
+    index = np.arange(n_rows)
+    if times is not None:
+        order = np.argsort(times, kind="stable")
+        splitter = TimeSeriesSplit(n_splits=n_folds)
+        splits = [(order[tr], order[va]) for tr, va in splitter.split(order)]
+        return Folds(splits, n_rows, "time")
+    if groups is not None:
+        n_groups = len(np.unique(groups))
+        if n_groups < n_folds:
+            raise InputError(f"data.groups has {n_groups} groups; validation.folds={n_folds} needs as many")
+        splitter = GroupKFold(n_splits=n_folds, shuffle=True, random_state=seed)
+        return Folds(list(splitter.split(index, y, groups)), n_rows, "group")
+    if task == "regression":
+        splitter = KFold(n_splits=n_folds, shuffle=True, random_state=seed)
+        return Folds(list(splitter.split(index)), n_rows, "kfold")
+    smallest = int(np.bincount(y).min())
+    if smallest < 2:
+        raise InputError("a target class has a single row; every class needs at least two")
+    folds = min(n_folds, smallest)
+    splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
+    return Folds(list(splitter.split(index, y)), n_rows, "stratified")
+
+
+def empty_oof(task: str, n_rows: int, n_classes: int) -> np.ndarray:
+    """An out-of-fold prediction array, NaN until a fold fills it."""
+    shape = (n_rows,) if task == "regression" else (n_rows, n_classes)
+    return np.full(shape, np.nan)
