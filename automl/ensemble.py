@@ -2,6 +2,8 @@
 
 Each round adds, with replacement, the candidate whose inclusion gives the best
 score of the averaged prediction; the weights are how often each was picked.
+A blend is scored like a trial: the mean of its per-fold scores, so the
+ensemble and the single models on the leaderboard are judged alike.
 """
 
 from __future__ import annotations
@@ -17,21 +19,33 @@ from automl.metrics import Metric
 class EnsembleSelection:
     weights: dict[int, float]
     """Candidate index -> weight; the weights sum to 1."""
-    score: float
+    fold_scores: list[float]
+
+    @property
+    def score(self) -> float:
+        return float(np.mean(self.fold_scores))
 
 
-def select_ensemble(predictions: list[np.ndarray], y: np.ndarray, metric: Metric, rounds: int) -> EnsembleSelection:
-    """Pick weights for ``predictions`` (aligned out-of-fold arrays over the same rows)."""
+def fold_scores(prediction: np.ndarray, y: np.ndarray, metric: Metric,
+                valid_sets: list[np.ndarray]) -> list[float]:
+    return [metric.score(y[valid], prediction[valid]) for valid in valid_sets]
+
+
+def select_ensemble(predictions: list[np.ndarray], y: np.ndarray, metric: Metric, rounds: int,
+                    valid_sets: list[np.ndarray]) -> EnsembleSelection:
+    """Weights for ``predictions`` (out-of-fold arrays over all rows), judged on ``valid_sets``."""
     counts = np.zeros(len(predictions), dtype=int)
     blend = np.zeros_like(predictions[0], dtype=float)
-    best_score = metric.worst()
+    best: list[float] = []
     for step in range(1, rounds + 1):
-        scores = [metric.score(y, (blend * (step - 1) + candidate) / step) for candidate in predictions]
-        pick = int(np.argmax(scores) if metric.higher_is_better else np.argmin(scores))
-        if step > 1 and not metric.is_better(scores[pick], best_score):
+        trials = [fold_scores((blend * (step - 1) + candidate) / step, y, metric, valid_sets)
+                  for candidate in predictions]
+        means = [np.mean(scores) for scores in trials]
+        pick = int(np.argmax(means) if metric.higher_is_better else np.argmin(means))
+        if best and not metric.is_better(means[pick], np.mean(best)):
             break  # no candidate improves the blend any more
         counts[pick] += 1
         blend = (blend * (step - 1) + predictions[pick]) / step
-        best_score = scores[pick]
+        best = trials[pick]
     total = counts.sum()
-    return EnsembleSelection({i: c / total for i, c in enumerate(counts) if c}, float(best_score))
+    return EnsembleSelection({i: c / total for i, c in enumerate(counts) if c}, best)

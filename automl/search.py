@@ -35,8 +35,11 @@ def make_sampler(seed: int) -> optuna.samplers.BaseSampler:
 
 
 def make_pruner() -> optuna.pruners.BasePruner:
-    """Median pruning from the second fold on, once five trials have reported."""
-    return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=1)
+    """Prune a hopeless trial: after any fold, once three trials have reported,
+    one whose running CV score is in the bottom quarter of the others' scores on
+    the same folds stops there. Budgets are short and the first fold already
+    says a lot, so a slow, weak configuration costs one fold instead of k."""
+    return optuna.pruners.PercentilePruner(75.0, n_startup_trials=3, n_warmup_steps=0, n_min_trials=3)
 
 
 def storage_url(path: str) -> str:
