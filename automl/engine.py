@@ -36,7 +36,7 @@ from automl.progress import Progress
 from automl.report import write_report
 from automl.search import Search, storage_url
 from automl.spec import IN_MEMORY, Spec
-from automl.trial import COMPLETE, PRUNED, TrialOutcome, predict_matrix
+from automl.trial import COMPLETE, PRUNED, TrialOutcome
 from automl.validation import Folds, make_folds
 
 RUN_FILES = ("study.db", "leaderboard.csv", "run.json", "report.html", "model")
@@ -55,13 +55,17 @@ class RunResult:
     output_dir: Path
 
 
+def _existing_run_files(folder: Path, overwrite: bool) -> list[Path]:
+    """Our files already in ``folder``; without ``overwrite`` their presence is an error."""
+    existing = [folder / name for name in RUN_FILES if (folder / name).exists()]
+    if existing and not overwrite:
+        raise InputError(f"{folder} already holds a run ({existing[0].name}); pass --overwrite or another --output")
+    return existing
+
+
 def prepare_output_dir(folder: Path, overwrite: bool) -> Path:
     """Refuse to mix two runs in one folder; with ``overwrite``, remove only our own files."""
-    existing = [name for name in RUN_FILES if (folder / name).exists()]
-    if existing and not overwrite:
-        raise InputError(f"{folder} already holds a run ({existing[0]}); pass --overwrite or another --output")
-    for name in existing:
-        path = folder / name
+    for path in _existing_run_files(folder, overwrite):
         shutil.rmtree(path) if path.is_dir() else path.unlink()
     folder.mkdir(parents=True, exist_ok=True)
     return folder
@@ -138,13 +142,15 @@ class Run:
         self.outcomes = all_outcomes  # with the trials cancelled at the deadline
 
     # -- the final model --------------------------------------------------
-    def select_members(self, data: TrainingData, folds: Folds, metric: Metric) -> tuple[list[TrialOutcome], list[float], list[float] | None]:
+    def select_members(self, data: TrainingData, folds: Folds,
+                       metric: Metric) -> tuple[list[TrialOutcome], list[float], list[float] | None]:
         """The ensemble when it beats the best trial and its refit fits in the time left;
         otherwise the best trial alone (the leaderboard's top single model).
         Returns the members, their weights, and the ensemble's fold scores (None: no ensemble)."""
         ranked = self.best_outcomes(metric)
         if not ranked:
-            raise InputError(f"no trial finished within budget.time_s={self.spec.budget.time_s:g}; give the run more time")
+            raise InputError(f"no trial finished within budget.time_s={self.spec.budget.time_s:g}; "
+                             "give the run more time")
         best_alone = [ranked[0]], [1.0], None
         if not self.spec.ensemble.enabled or len(ranked) < 2:
             self.ensemble_note = "disabled in the spec" if not self.spec.ensemble.enabled else "one trial finished"
@@ -158,7 +164,8 @@ class Run:
             self.ensemble_note = "no blend beat the best single model"
             return best_alone
         if cost > self.hard_deadline - time.monotonic() - WRITE_MARGIN_S:
-            self.ensemble_note = f"skipped: refitting its {len(members)} members (~{cost:.1f}s) would overrun the budget"
+            self.ensemble_note = (f"skipped: refitting its {len(members)} members (~{cost:.1f}s) "
+                                  "would overrun the budget")
             return best_alone
         self.ensemble_note = f"{len(members)} members"
         return members, list(selection.weights.values()), selection.fold_scores
@@ -167,7 +174,7 @@ class Run:
         n_jobs = self.spec.hardware.cpus or os.cpu_count() or 1
         fitted = []
         with threadpool_limits(limits=n_jobs):
-            for outcome, weight in zip(members, weights):
+            for outcome, weight in zip(members, weights, strict=True):
                 estimator = get_family(outcome.family).build(outcome.params, data.task, n_jobs, self.spec.seed)
                 estimator.fit(data.X, data.y)
                 fitted.append(Member(model_name(outcome), outcome.family, outcome.params, weight, estimator))
@@ -176,6 +183,16 @@ class Run:
 
 def model_name(outcome: TrialOutcome) -> str:
     return f"{outcome.family}_{outcome.number}"
+
+
+def _ensemble_row(members: list[TrialOutcome], weights: list[float], fold_scores: list[float]) -> dict:
+    return {"model": "ensemble", "family": "ensemble", "cv_score": float(np.mean(fold_scores)),
+            "cv_std": float(np.std(fold_scores)),
+            "fit_time_s": round(sum(m.fit_time_s for m in members), 3),
+            "predict_time_s": round(sum(m.predict_time_s for m in members), 3),
+            "n_trials_family": len(members),
+            "params": json.dumps({model_name(m): round(w, 4) for m, w in zip(members, weights, strict=True)}),
+            "trial": -1}
 
 
 def build_leaderboard(outcomes: list[TrialOutcome], metric: Metric, ensemble_row: dict | None) -> pd.DataFrame:
@@ -196,8 +213,6 @@ def build_leaderboard(outcomes: list[TrialOutcome], metric: Metric, ensemble_row
 
 def _holdout_scores(predictor: Predictor, test: pd.DataFrame, spec: Spec, metric: Metric) -> dict[str, Any]:
     target = spec.data.target
-    if target not in test.columns:
-        raise InputError(f"holdout data has no target column '{target}'")
     test = test[test[target].notna()]
     y = predictor.target.encode(test[target])
     prediction = predictor.predict_matrix(test)
@@ -205,16 +220,8 @@ def _holdout_scores(predictor: Predictor, test: pd.DataFrame, spec: Spec, metric
     return {"rows": len(test), "metric": metric.name, "score": scores.get(metric.name), "scores": scores}
 
 
-def run_fit(spec: Spec, train: pd.DataFrame | None = None, overwrite: bool = False,
-            progress: Progress | None = None, started: float | None = None) -> RunResult:
-    """Fit a whole run from a validated spec; ``train`` replaces ``data.train`` when given.
-
-    The budget counts from ``started`` (a ``time.monotonic()`` reading; the command
-    line passes its own start, so imports count too), or from this call."""
-    progress = progress or Progress(enabled=False)
-    output_dir = prepare_output_dir(spec.output_dir, overwrite)
-    run = Run(spec, output_dir, progress, started if started is not None else time.monotonic())
-
+def _load_and_check(spec: Spec, train: pd.DataFrame | None):
+    """Everything that can be wrong with the input, found before any work starts."""
     if train is None and spec.data.train == IN_MEMORY:
         raise InputError("data.train is required")
     frame = load_table(train if train is not None else spec.data.train)
@@ -226,8 +233,28 @@ def run_fit(spec: Spec, train: pd.DataFrame | None = None, overwrite: bool = Fal
     frame, holdout = _split_holdout(frame, spec, task)
     data = prepare_training(frame, spec.data.target, task, spec.data.drop, spec.data.groups, spec.data.time)
     folds = make_folds(task, data.y, spec.validation.folds, spec.seed, data.groups, data.times)
+    if holdout is not None:
+        if spec.data.target not in holdout.columns:
+            raise InputError(f"holdout data has no target column '{spec.data.target}'")
+        labels = holdout[spec.data.target].dropna()
+        data.target.encode(labels)  # a class the training rows never show fails here, not after the search
+        data.schema.transform(holdout)
+    return data, folds, metric, families, holdout
+
+
+def run_fit(spec: Spec, train: pd.DataFrame | None = None, overwrite: bool = False,
+            progress: Progress | None = None, started: float | None = None) -> RunResult:
+    """Fit a whole run from a validated spec; ``train`` replaces ``data.train`` when given.
+
+    The budget counts from ``started`` (a ``time.monotonic()`` reading; the command
+    line passes its own start, so imports count too), or from this call."""
+    progress = progress or Progress(enabled=False)
+    run = Run(spec, spec.output_dir, progress, started if started is not None else time.monotonic())
+    _existing_run_files(spec.output_dir, overwrite)  # refuse early, before loading anything
+    data, folds, metric, families, holdout = _load_and_check(spec, train)
+    output_dir = prepare_output_dir(spec.output_dir, overwrite)  # only once the input is known good
     run.timings["load_s"] = run.elapsed()
-    progress.start(f"{spec.name}: {task}, {len(data.y)} rows, {data.X.shape[1]} features, "
+    progress.start(f"{spec.name}: {data.task}, {len(data.y)} rows, {data.X.shape[1]} features, "
                    f"metric {metric.name}, {len(families)} families, budget {spec.budget.time_s:g}s")
 
     run.search(data, folds, metric, families)
@@ -237,16 +264,8 @@ def run_fit(spec: Spec, train: pd.DataFrame | None = None, overwrite: bool = Fal
     run.timings["refit_s"] = run.elapsed() - search_end
     run.timings["search_s"] = search_end - run.timings["load_s"]
 
-    ensemble_row = None
-    if ensemble_scores is not None:
-        ensemble_row = {"model": "ensemble", "family": "ensemble", "cv_score": float(np.mean(ensemble_scores)),
-                        "cv_std": float(np.std(ensemble_scores)),
-                        "fit_time_s": round(sum(m.fit_time_s for m in members), 3),
-                        "predict_time_s": round(sum(m.predict_time_s for m in members), 3),
-                        "n_trials_family": len(members),
-                        "params": json.dumps({model_name(m): round(w, 4) for m, w in zip(members, weights)}),
-                        "trial": -1}
-    leaderboard = build_leaderboard(run.outcomes, metric, ensemble_row)
+    ensemble = _ensemble_row(members, weights, ensemble_scores) if ensemble_scores is not None else None
+    leaderboard = build_leaderboard(run.outcomes, metric, ensemble)
     predictor = Predictor(data.schema, data.target, spec.data.target, metric.name, fitted,
                           meta={"spec": spec.model_dump(mode="json")})
     predictor.save(output_dir / "model")

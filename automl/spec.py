@@ -8,10 +8,10 @@ validation, so an override is checked exactly like the file itself.
 from __future__ import annotations
 
 import json
-import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
+import tomllib
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -122,7 +122,9 @@ def _format_error(error: ValidationError) -> str:
     if kind == "missing":
         return f"spec: '{key}' is required"
     message = first["msg"].removeprefix("Value error, ")
-    return f"spec: '{key}': {message}" + (f" (got {first['input']!r})" if "input" in first and not isinstance(first["input"], dict) else "")
+    shown = first.get("input")
+    got = f" (got {shown!r})" if shown is not None and not isinstance(shown, dict) else ""
+    return f"spec: '{key}': {message}{got}"
 
 
 def read_spec_file(path: str | Path) -> dict[str, Any]:

@@ -112,3 +112,13 @@ def test_schema_prints_json_schema():
     assert result.returncode == 0
     schema = json.loads(result.stdout)
     assert "data" in schema["properties"] and "DataSpec" in json.dumps(schema)
+
+
+def test_bad_holdout_fails_before_the_search_and_keeps_the_old_run(tmp_path, binary_frame):
+    binary_frame.drop(columns=["target"]).to_csv(tmp_path / "test.csv", index=False)
+    spec = write_spec(tmp_path, binary_frame, data={"test": "test.csv"})
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "run.json").write_text("{}")
+    line = _one_line_error(automl_cli("fit", spec, "--overwrite"))
+    assert "holdout" in line and "target" in line
+    assert (tmp_path / "run" / "run.json").read_text() == "{}"  # the old run is untouched
