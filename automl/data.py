@@ -127,6 +127,16 @@ def _as_strings(values: pd.Series) -> pd.Series:
     return strings
 
 
+def _named_by_strings(X: pd.DataFrame) -> pd.DataFrame:
+    """Columns named by strings (a frame made from a NumPy array is named 0, 1, ...)."""
+    if all(isinstance(name, str) for name in X.columns):
+        return X
+    renamed = X.rename(columns=str)
+    if renamed.columns.duplicated().any():
+        raise InputError(f"two columns share the name '{renamed.columns[renamed.columns.duplicated()][0]}'")
+    return renamed
+
+
 def _booleans(values: pd.Series) -> pd.Series:
     """0/1 floats from a bool column, or from its text form in a CSV read later."""
     if ptypes.is_bool_dtype(values):
@@ -151,6 +161,7 @@ class FeatureSchema:
 
     @classmethod
     def infer(cls, X: pd.DataFrame) -> FeatureSchema:
+        X = _named_by_strings(X)
         infos = []
         for name in X.columns:
             kind = infer_kind(X[name])
@@ -176,6 +187,7 @@ class FeatureSchema:
 
     def transform(self, X: pd.DataFrame) -> pd.DataFrame:
         """Model-ready features: floats, and pandas categoricals with fixed levels."""
+        X = _named_by_strings(X)
         missing = [name for name in self.required_columns if name not in X.columns]
         if missing:
             raise InputError(f"column '{missing[0]}' is missing from the data (the model uses it)")
@@ -225,7 +237,10 @@ class TargetEncoder:
             if not ptypes.is_numeric_dtype(y) or ptypes.is_bool_dtype(y):
                 raise InputError(f"target '{y.name}' is not numeric, so it cannot be a regression target")
             return cls(task)
-        classes = sorted(y.dropna().unique().tolist(), key=lambda v: (str(type(v)), v))
+        present = y.dropna()
+        if ptypes.is_float_dtype(present) and _is_integer_valued(present):
+            present = present.astype(int)  # ints read as floats because some labels were missing
+        classes = sorted(present.unique().tolist(), key=lambda v: (str(type(v)), v))
         if task == "binary" and len(classes) != 2:
             raise InputError(f"task is binary but target '{y.name}' has {len(classes)} classes")
         if len(classes) < 2:
@@ -280,6 +295,8 @@ def prepare_training(frame: pd.DataFrame, target: str, task: str = "auto", drop:
         raise InputError(f"target column '{target}' is not in the data (columns: {shown})")
     _check_columns(frame, list(drop), "data.drop")
     _check_columns(frame, [c for c in (groups, time) if c], "data.groups/data.time")
+    if groups and time:
+        raise InputError("set data.groups or data.time, not both: folds are either grouped or time-ordered")
     labelled = frame[frame[target].notna()]
     if len(labelled) < 10:
         raise InputError(f"only {len(labelled)} rows have a target value; need at least 10")

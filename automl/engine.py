@@ -45,6 +45,7 @@ STOP_MARGIN_S = 2.0
 WRITE_MARGIN_S = 1.0
 """Kept back at the very end for writing the model, leaderboard, run.json and report."""
 ENSEMBLE_CANDIDATES = 10
+FIRST_RESULT_GRACE_S = 60.0
 
 
 @dataclass
@@ -119,8 +120,14 @@ class Run:
         return ranked[:n] if n else ranked
 
     def search_deadline(self, metric: Metric, n_folds: int) -> float:
-        """When the search must stop: leave room to refit the likely ensemble."""
+        """When the search must stop: leave room to refit the likely ensemble.
+
+        Until a first trial completes, the search may run past the budget (by
+        FIRST_RESULT_GRACE_S or the budget again, whichever is longer) rather than
+        end with no model, as FLAML and AutoGluon do; ``run.json`` reports the overrun."""
         likely_members = self.best_outcomes(metric, 3 if self.spec.ensemble.enabled else 1)
+        if not likely_members:
+            return self.hard_deadline + max(FIRST_RESULT_GRACE_S, self.spec.budget.time_s)
         reserve = STOP_MARGIN_S + WRITE_MARGIN_S + sum(refit_estimate_s(o, n_folds) for o in likely_members)
         return self.hard_deadline - reserve
 
@@ -149,8 +156,8 @@ class Run:
         Returns the members, their weights, and the ensemble's fold scores (None: no ensemble)."""
         ranked = self.best_outcomes(metric)
         if not ranked:
-            raise InputError(f"no trial finished within budget.time_s={self.spec.budget.time_s:g}; "
-                             "give the run more time")
+            raise InputError(f"no trial finished, even {FIRST_RESULT_GRACE_S:g}s past "
+                             f"budget.time_s={self.spec.budget.time_s:g}; give the run more time")
         best_alone = [ranked[0]], [1.0], None
         if not self.spec.ensemble.enabled or len(ranked) < 2:
             self.ensemble_note = "disabled in the spec" if not self.spec.ensemble.enabled else "one trial finished"
@@ -257,6 +264,16 @@ def run_fit(spec: Spec, train: pd.DataFrame | None = None, overwrite: bool = Fal
     progress.start(f"{spec.name}: {data.task}, {len(data.y)} rows, {data.X.shape[1]} features, "
                    f"metric {metric.name}, {len(families)} families, budget {spec.budget.time_s:g}s")
 
+    try:
+        predictor, leaderboard, summary = _search_and_finish(run, data, folds, metric, families, holdout)
+    finally:
+        progress.stop()
+    return RunResult(predictor, leaderboard, summary, output_dir)
+
+
+def _search_and_finish(run: Run, data: TrainingData, folds: Folds, metric: Metric, families: list[ModelFamily],
+                       holdout: pd.DataFrame | None) -> tuple[Predictor, pd.DataFrame, dict[str, Any]]:
+    spec, output_dir = run.spec, run.output_dir
     run.search(data, folds, metric, families)
     search_end = run.elapsed()
     members, weights, ensemble_scores = run.select_members(data, folds, metric)
@@ -275,8 +292,8 @@ def run_fit(spec: Spec, train: pd.DataFrame | None = None, overwrite: bool = Fal
     leaderboard.to_csv(output_dir / "leaderboard.csv", index=False)
     (output_dir / "run.json").write_text(json.dumps(summary, indent=2, default=str))
     write_report(output_dir / "report.html", summary, leaderboard, run.outcomes, metric)
-    progress.finish(leaderboard.iloc[0], holdout, run.elapsed())
-    return RunResult(predictor, leaderboard, summary, output_dir)
+    run.progress.finish(leaderboard.iloc[0], holdout, run.elapsed())
+    return predictor, leaderboard, summary
 
 
 def _summary(spec: Spec, run: Run, data: TrainingData, metric: Metric, leaderboard: pd.DataFrame,
@@ -300,6 +317,7 @@ def _summary(spec: Spec, run: Run, data: TrainingData, metric: Metric, leaderboa
         "trials": {"total": len(run.outcomes), "complete": counts.get(COMPLETE, 0),
                    "pruned": counts.get(PRUNED, 0), "failed": counts.get("failed", 0)},
         "timings": {k: round(v, 3) for k, v in run.timings.items()} | {"budget_s": spec.budget.time_s},
+        "over_budget_s": round(max(0.0, run.timings["total_s"] - spec.budget.time_s), 3),
         "trial_log": [{"trial": o.number, "family": o.family, "status": o.status, "cv_score": o.cv_score,
                        "fold_scores": o.fold_scores, "fit_time_s": o.fit_time_s, "host": o.host,
                        "pid": o.pid, "started_at": o.started_at, "ended_at": o.ended_at, "error": o.error}

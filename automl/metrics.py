@@ -110,7 +110,9 @@ def all_scores(task: str, y_true: np.ndarray, prediction: np.ndarray) -> dict[st
     for metric in _REGISTRY.values():
         if task in metric.tasks:
             try:
-                scores[metric.name] = metric.score(y_true, prediction)
-            except ValueError:  # e.g. roc_auc on a holdout holding one class only
+                value = metric.score(y_true, prediction)
+            except ValueError:
                 continue
+            if np.isfinite(value):  # roc_auc on rows of one class only is undefined (NaN)
+                scores[metric.name] = value
     return scores

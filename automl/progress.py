@@ -59,10 +59,14 @@ class Progress:
         if best is not None:
             self.best_number = best.number
 
-    def finish(self, top, holdout: dict | None, elapsed_s: float) -> None:
+    def stop(self) -> None:
+        """Take the live line down (also when the fit fails)."""
         if self.live is not None:
             self.live.stop()
             self.live = None
+
+    def finish(self, top, holdout: dict | None, elapsed_s: float) -> None:
+        self.stop()
         line = f"done in {elapsed_s:.1f}s: {self.done} trials, best {top['model']} cv {top['cv_score']:.5g}"
         if holdout:
             line += f", holdout {holdout['metric']} {holdout['score']:.5g}"

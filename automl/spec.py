@@ -13,7 +13,15 @@ from typing import Any, Literal
 
 import tomllib
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from automl.errors import InputError
 
@@ -55,9 +63,11 @@ class ModelsSpec(_Section):
 
     @field_validator("include", "exclude")
     @classmethod
-    def _known_families(cls, names: list[str] | None) -> list[str] | None:
+    def _known_families(cls, names: list[str] | None, info: ValidationInfo) -> list[str] | None:
         from automl.models import family_names
 
+        if info.field_name == "include" and names == []:
+            raise ValueError("is empty; list at least one family, or null for all")
         for name in names or []:
             if name not in family_names():
                 raise ValueError(f"unknown model family {name!r}; known: {', '.join(family_names())}")

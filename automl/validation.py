@@ -40,11 +40,10 @@ def make_folds(task: str, y: np.ndarray, n_folds: int, seed: int,
     when groups are given, and time-ordered (expanding window) folds when times are."""
     n_rows = len(y)
     index = np.arange(n_rows)
+    if n_folds >= n_rows:
+        raise InputError(f"validation.folds={n_folds} needs more rows than folds; the data has {n_rows}")
     if times is not None:
-        order = np.argsort(times, kind="stable")
-        splitter = TimeSeriesSplit(n_splits=n_folds)
-        splits = [(order[tr], order[va]) for tr, va in splitter.split(order)]
-        return Folds(splits, n_rows, "time")
+        return Folds(_time_splits(times, n_folds), n_rows, "time")
     if groups is not None:
         n_groups = len(np.unique(groups))
         if n_groups < n_folds:
@@ -60,6 +59,18 @@ def make_folds(task: str, y: np.ndarray, n_folds: int, seed: int,
     folds = min(n_folds, smallest)
     splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
     return Folds(list(splitter.split(index, y)), n_rows, "stratified")
+
+
+def _time_splits(times: np.ndarray, n_folds: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Expanding-window folds over distinct times, so rows sharing a time stay together."""
+    distinct = np.unique(times)
+    if len(distinct) <= n_folds:
+        raise InputError(f"data.time has {len(distinct)} distinct values; validation.folds={n_folds} needs more")
+    splits = []
+    for train_times, valid_times in TimeSeriesSplit(n_splits=n_folds).split(distinct):
+        splits.append((np.flatnonzero(np.isin(times, distinct[train_times])),
+                       np.flatnonzero(np.isin(times, distinct[valid_times]))))
+    return splits
 
 
 def empty_oof(task: str, n_rows: int, n_classes: int) -> np.ndarray:

@@ -388,12 +388,21 @@ def test_prepare_training_drop_groups_time():
     frame["group"] = np.repeat(np.arange(8), 5)
     frame["day"] = pd.date_range("2024-01-01", periods=40).strftime("%Y-%m-%d")
     frame.loc[[0, 7], "target"] = None
-    data = prepare_training(frame, "target", drop=["count"], groups="group", time="day")
-    assert "count" not in data.X.columns and "group" not in data.X.columns
+    grouped = prepare_training(frame, "target", drop=["count"], groups="group")
+    assert "count" not in grouped.X.columns and "group" not in grouped.X.columns
     kept = frame.drop(index=[0, 7])
-    assert data.groups.tolist() == kept["group"].tolist()
-    assert np.issubdtype(data.times.dtype, np.datetime64)
-    assert (pd.to_datetime(data.times) == pd.to_datetime(kept["day"]).to_numpy()).all()
+    assert grouped.groups.tolist() == kept["group"].tolist()
+    timed = prepare_training(frame, "target", time="day")
+    assert np.issubdtype(timed.times.dtype, np.datetime64)
+    assert (pd.to_datetime(timed.times) == pd.to_datetime(kept["day"]).to_numpy()).all()
+
+
+def test_prepare_training_refuses_groups_and_time_together():
+    frame = sample_frame(n=40)
+    frame["group"] = np.repeat(np.arange(8), 5)
+    frame["day"] = pd.date_range("2024-01-01", periods=40).strftime("%Y-%m-%d")
+    with pytest.raises(InputError, match="not both"):
+        prepare_training(frame, "target", groups="group", time="day")
 
 
 def test_prepare_training_unknown_drop_column():
@@ -415,3 +424,19 @@ def test_prepare_training_needs_some_labelled_rows():
     frame.loc[5:, "target"] = None
     with pytest.raises(InputError, match="target value"):
         prepare_training(frame, "target")
+
+
+def test_prepare_training_with_integer_column_names():
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame(rng.normal(size=(40, 3)))  # columns 0, 1, 2
+    frame["target"] = np.arange(40) % 2
+    data = prepare_training(frame, "target")
+    assert data.X.shape == (40, 3)
+    np.testing.assert_allclose(data.X.to_numpy(), frame[[0, 1, 2]].to_numpy())
+
+
+def test_integer_labels_read_as_floats_come_back_as_integers():
+    y = pd.Series([0.0, 1.0, np.nan, 1.0, 0.0], name="target")  # ints with a gap read as float
+    encoder = TargetEncoder.fit(y, "binary")
+    assert encoder.classes == [0, 1] and all(isinstance(c, int) for c in encoder.classes)
+    assert encoder.encode(y.dropna()).tolist() == [0, 1, 1, 0]

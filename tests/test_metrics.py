@@ -182,10 +182,6 @@ def test_all_scores_for_a_task():
     assert set(binary) == {n for n, (_, _, tasks) in EXPECTED.items() if "binary" in tasks}
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "scikit-learn 1.9 (installed here) returns NaN with a warning for roc_auc on one class instead of "
-    "raising ValueError, so all_scores keeps roc_auc=nan and `automl evaluate` prints NaN, "
-    "which is not valid JSON (automl/metrics.py:113)"))
 def test_all_scores_skips_undefined_metrics():
     y = np.zeros(4, dtype=int)  # one class only: roc_auc is undefined
     proba = np.array([[0.9, 0.1], [0.8, 0.2], [0.6, 0.4], [0.3, 0.7]])

@@ -391,3 +391,8 @@ def test_json_schema_describes_the_spec():
     assert {"train", "target", "test", "drop", "groups", "time", "sensitive"} <= set(
         data["properties"])
     assert schema["$defs"]["DataSpec"]["additionalProperties"] is False
+
+
+def test_empty_include_list_is_refused():
+    with pytest.raises(InputError, match="models.include"):
+        build_spec({"data": {"train": "t.csv", "target": "y"}, "models": {"include": []}})
