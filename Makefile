@@ -8,11 +8,11 @@ BENCH_TIME_S ?= 60
 
 install: $(BIN)/automl
 
+# The CPU build of torch goes in first (it lies on this machine's disk), so that
+# nothing later pulls a multi-GB CUDA build; then the project and its dev tools.
 $(BIN)/automl: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	# The CPU build of torch first (it lies on this machine's disk), so that
-	# nothing later pulls a multi-GB CUDA build.
 	$(BIN)/python -m pip install --quiet "torch==2.13.0"
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
 	touch $(BIN)/automl
