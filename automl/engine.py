@@ -46,6 +46,14 @@ WRITE_MARGIN_S = 1.0
 """Kept back at the very end for writing the model, leaderboard, run.json and report."""
 ENSEMBLE_CANDIDATES = 10
 FIRST_RESULT_GRACE_S = 60.0
+TRIAL_SHARE = 0.25
+MIN_TRIAL_LIMIT_S = 10.0
+
+
+def trial_time_limit_s(budget_s: float) -> float:
+    """No trial may hold a worker longer than a quarter of the budget (10 s at least):
+    one slow configuration must not take the time the search needs for the rest."""
+    return max(MIN_TRIAL_LIMIT_S, TRIAL_SHARE * budget_s)
 
 
 @dataclass
@@ -135,7 +143,8 @@ class Run:
         hw = self.spec.hardware
         search = Search(families, data.task, metric, storage_url(str(self.output_dir / "study.db")),
                         study_name=self.spec.name, seed=self.spec.seed, cpus_per_trial=hw.cpus_per_trial,
-                        max_trials=self.spec.budget.max_trials)
+                        gpus_per_trial=hw.gpus_per_trial if hw.gpus else 0, max_trials=self.spec.budget.max_trials,
+                        trial_time_limit_s=trial_time_limit_s(self.spec.budget.time_s))
 
         def record(outcome: TrialOutcome) -> None:
             self.outcomes.append(outcome)
@@ -320,7 +329,8 @@ def _summary(spec: Spec, run: Run, data: TrainingData, metric: Metric, leaderboa
         "over_budget_s": round(max(0.0, run.timings["total_s"] - spec.budget.time_s), 3),
         "trial_log": [{"trial": o.number, "family": o.family, "status": o.status, "cv_score": o.cv_score,
                        "fold_scores": o.fold_scores, "fit_time_s": o.fit_time_s, "host": o.host,
-                       "pid": o.pid, "started_at": o.started_at, "ended_at": o.ended_at, "error": o.error}
+                       "node_id": o.node_id, "pid": o.pid, "resources": o.resources,
+                       "started_at": o.started_at, "ended_at": o.ended_at, "error": o.error}
                       for o in run.outcomes],
         "spec": spec.model_dump(mode="json"),
         "versions": library_versions(),

@@ -1,18 +1,39 @@
 """Where trials run: one small interface, and its Ray backend.
 
-The search only ever calls ``put``, ``submit``, ``wait``, ``result``,
-``cancel`` and ``slots``; a cluster, or another backend, plugs in here.
+The search calls ``put``, ``submit``, ``wait``, ``result``, ``cancel``,
+``answer``, ``report_link`` and ``slots``; nothing else about the backend.
+
+Workers never open the run's study. They ask the driver, through the backend,
+whether to stop after each fold (``report_link``); the driver answers from the
+study it owns (see ``Search``). So the study can stay in one SQLite file on the
+driver's disk while trials run on machines that cannot see that disk.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 from abc import ABC, abstractmethod
 from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 Handle = Any
+Question = tuple[Any, int, float]
+"""(trial key, fold step, running score): a worker asking whether to stop."""
+Answer = tuple[Any, int, bool]
+"""(trial key, fold step, stop?)."""
+
+
+@dataclass
+class Placement:
+    """Where and how a task ran, for the trial log."""
+
+    node_id: str = ""
+    pid: int = 0
+    gpu_ids: list = field(default_factory=list)
 
 
 class Executor(ABC):
@@ -31,12 +52,20 @@ class Executor(ABC):
     def submit(self, fn: Callable, *args: Any, num_cpus: float = 1, num_gpus: float = 0) -> Handle: ...
 
     @abstractmethod
-    def wait(self, handles: list[Handle], timeout: float) -> list[Handle]:
-        """The handles that finished (at least one, unless the timeout passed)."""
+    def wait(self, handles: list[Handle], timeout: float) -> tuple[list[Handle], list[Question]]:
+        """Block until a task finishes, a worker asks a question, or the timeout passes."""
 
     @abstractmethod
-    def result(self, handle: Handle) -> Any:
-        """The function's return value; raises if the worker died."""
+    def answer(self, answers: list[Answer]) -> None:
+        """Reply to the workers' questions."""
+
+    @abstractmethod
+    def report_link(self, key: Any) -> Any:
+        """A picklable object whose ``connect()`` gives a task its ``(step, score) -> stop?`` function."""
+
+    @abstractmethod
+    def result(self, handle: Handle) -> tuple[Any, Placement]:
+        """The function's return value and where it ran; raises if the worker was lost."""
 
     @abstractmethod
     def cancel(self, handle: Handle) -> None:
@@ -52,9 +81,60 @@ class Executor(ABC):
         self.close()
 
 
+class _Mailbox:
+    """A Ray actor where workers post fold scores and wait for the driver's verdict."""
+
+    def __init__(self) -> None:
+        self.waiting: dict[tuple[Any, int], tuple[float, asyncio.Future]] = {}
+        self.posted = asyncio.Event()
+
+    async def ask(self, key: Any, step: int, score: float) -> bool:
+        verdict = asyncio.get_running_loop().create_future()
+        self.waiting[(key, step)] = (score, verdict)
+        self.posted.set()
+        return await verdict
+
+    async def questions(self) -> list[Question]:
+        """Long poll: returns once at least one question waits for an answer."""
+        await self.posted.wait()
+        self.posted.clear()
+        return [(key, step, score) for (key, step), (score, verdict) in self.waiting.items() if not verdict.done()]
+
+    async def answer(self, answers: list[Answer]) -> None:
+        for key, step, stop in answers:
+            _, verdict = self.waiting.pop((key, step), (None, None))
+            if verdict is not None and not verdict.done():
+                verdict.set_result(stop)
+
+
+@dataclass(frozen=True)
+class MailboxLink:
+    mailbox: Any
+    key: Any
+
+    def connect(self) -> Callable[[int, float], bool]:
+        import ray
+
+        return lambda step, score: ray.get(self.mailbox.ask.remote(self.key, step, score))
+
+
+def _run_placed(fn: Callable, *args: Any) -> tuple[Any, Placement]:
+    import ray
+
+    value = fn(*args)
+    return value, Placement(ray.get_runtime_context().get_node_id(), os.getpid(), ray.get_gpu_ids())
+
+
+TASK_RETRIES = 1
+"""A task whose worker process dies (killed, node lost) is run once more, then recorded as failed."""
+
+
 class RayExecutor(Executor):
     """Trials as Ray tasks: on an embedded local instance started for the run
-    (and stopped after it), or on an existing cluster when ``address`` is set."""
+    (and stopped after it), or on an existing cluster when ``address`` is set,
+    which is joined and never shut down. On a cluster, the ``automl`` package
+    travels to the workers in the job's runtime environment (``py_modules``);
+    its dependencies must be installed on every node."""
 
     def __init__(self, address: str | None = None, cpus: int | None = None, gpus: int = 0,
                  cpus_per_trial: int = 1):
@@ -65,16 +145,19 @@ class RayExecutor(Executor):
         self._owns_ray = False
         if not ray.is_initialized():
             if address:
-                ray.init(address=address, logging_level=logging.ERROR, log_to_driver=False)
+                ray.init(address=address, logging_level=logging.ERROR, log_to_driver=False,
+                         runtime_env={"py_modules": [str(Path(__file__).resolve().parent)]})
             else:
                 ray.init(num_cpus=cpus or os.cpu_count(), num_gpus=gpus, include_dashboard=False,
-                         _node_ip_address="127.0.0.1", logging_level=logging.ERROR,
-                         log_to_driver=False)
+                         _node_ip_address="127.0.0.1", logging_level=logging.ERROR, log_to_driver=False)
                 self._owns_ray = True
-        available = int(ray.cluster_resources().get("CPU", 1))
-        self._cpus = min(cpus, available) if cpus else available
+        offered = int(ray.cluster_resources().get("CPU", 1))
+        self._cpus = min(cpus, offered) if cpus else offered
         self._cpus_per_trial = cpus_per_trial
-        self._remote_fns: dict[Callable, Any] = {}
+        self._remote = ray.remote(max_retries=TASK_RETRIES)(_run_placed)
+        # On the head node: the node that stays while workers come and go.
+        self._mailbox = ray.remote(num_cpus=0, resources={"node:__internal_head__": 0.001})(_Mailbox).remote()
+        self._questions = self._mailbox.questions.remote()
 
     @property
     def slots(self) -> int:
@@ -84,22 +167,32 @@ class RayExecutor(Executor):
         return self._ray.put(obj)
 
     def submit(self, fn: Callable, *args: Any, num_cpus: float = 1, num_gpus: float = 0) -> Handle:
-        remote = self._remote_fns.get(fn)
-        if remote is None:
-            remote = self._remote_fns[fn] = self._ray.remote(max_retries=0)(fn)
-        return remote.options(num_cpus=num_cpus, num_gpus=num_gpus).remote(*args)
+        return self._remote.options(num_cpus=num_cpus, num_gpus=num_gpus).remote(fn, *args)
 
-    def wait(self, handles: list[Handle], timeout: float) -> list[Handle]:
-        done, _ = self._ray.wait(handles, num_returns=1, timeout=max(0.0, timeout))
-        return done
+    def wait(self, handles: list[Handle], timeout: float) -> tuple[list[Handle], list[Question]]:
+        ready, _ = self._ray.wait([*handles, self._questions], num_returns=1, timeout=max(0.0, timeout))
+        done, _ = self._ray.wait(handles, num_returns=len(handles), timeout=0) if handles else ([], [])
+        questions: list[Question] = []
+        if self._questions in ready:
+            questions = self._ray.get(self._questions)
+            self._questions = self._mailbox.questions.remote()
+        return done, questions
 
-    def result(self, handle: Handle) -> Any:
+    def answer(self, answers: list[Answer]) -> None:
+        if answers:
+            self._mailbox.answer.remote(answers)
+
+    def report_link(self, key: Any) -> MailboxLink:
+        return MailboxLink(self._mailbox, key)
+
+    def result(self, handle: Handle) -> tuple[Any, Placement]:
         return self._ray.get(handle)
 
     def cancel(self, handle: Handle) -> None:
         self._ray.cancel(handle, force=True)
 
     def close(self) -> None:
+        self._ray.kill(self._mailbox)
         if self._owns_ray:
             self._ray.shutdown()
             self._owns_ray = False

@@ -2,8 +2,9 @@
 
 Each family's default configuration is enqueued first, then TPE (multivariate,
 grouped by family, with the constant liar so parallel trials spread out)
-proposes the rest. Workers report running fold scores into the study, so the
-median pruner can stop a hopeless trial after a fold or two.
+proposes the rest. Workers report running fold scores to the driver, which
+records them in the study and answers with the pruner's verdict, so a hopeless
+trial stops after a fold or two.
 """
 
 from __future__ import annotations
@@ -46,11 +47,6 @@ def storage_url(path: str) -> str:
     return f"sqlite:///{path}"
 
 
-def _storage(url: str) -> optuna.storages.RDBStorage:
-    # Workers and the driver write to one SQLite file; wait for its lock rather than fail.
-    return optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": {"timeout": 60}})
-
-
 def _suggest(trial: optuna.Trial, name: str, distribution: BaseDistribution) -> Any:
     if isinstance(distribution, FloatDistribution):
         return trial.suggest_float(name, distribution.low, distribution.high, log=distribution.log,
@@ -63,41 +59,33 @@ def _suggest(trial: optuna.Trial, name: str, distribution: BaseDistribution) -> 
     raise TypeError(f"unsupported distribution {distribution!r}")
 
 
-@dataclass(frozen=True)
-class PruningLink:
-    """Lets a worker report fold scores into the run's study (picklable)."""
-
-    storage_url: str
-    study_name: str
-    trial_id: int
-
-    def connect(self) -> Callable[[int, float], bool]:
-        study = optuna.load_study(study_name=self.study_name, storage=_storage(self.storage_url),
-                                  pruner=make_pruner())
-        trial = optuna.trial.Trial(study, self.trial_id)
-
-        def report(step: int, value: float) -> bool:
-            trial.report(value, step)
-            return trial.should_prune()
-
-        return report
+@dataclass
+class _Running:
+    trial: optuna.Trial
+    spec: TrialSpec
+    started: float
+    """time.monotonic() at submission."""
 
 
 class Search:
-    """Asks the study for configurations, runs them on an executor, tells it the results."""
+    """Asks the study for configurations, runs them on an executor, tells it the results.
+
+    The driver owns the study: workers' fold reports reach it through the
+    executor, and it answers with the pruner's verdict."""
 
     def __init__(self, families: list[ModelFamily], task: str, metric: Metric, storage: str,
-                 study_name: str, seed: int, cpus_per_trial: int = 1, max_trials: int | None = None):
+                 study_name: str, seed: int, cpus_per_trial: int = 1, gpus_per_trial: float = 0,
+                 max_trials: int | None = None, trial_time_limit_s: float = float("inf")):
         self.families = {family.name: family for family in families}
         self.task = task
         self.metric = metric
-        self.storage = storage
         self.seed = seed
         self.cpus_per_trial = cpus_per_trial
+        self.gpus_per_trial = gpus_per_trial
         self.max_trials = max_trials
-        self.study = optuna.create_study(study_name=study_name, storage=_storage(storage),
-                                         direction=metric.direction, sampler=make_sampler(seed),
-                                         pruner=make_pruner(), load_if_exists=True)
+        self.trial_time_limit_s = trial_time_limit_s
+        self.study = optuna.create_study(study_name=study_name, storage=storage, direction=metric.direction,
+                                         sampler=make_sampler(seed), pruner=make_pruner(), load_if_exists=True)
         if not self.study.trials:
             self._enqueue_defaults()
 
@@ -111,53 +99,92 @@ class Search:
         space = self.families[name].search_space(self.task)
         return name, {key: _suggest(trial, f"{name}.{key}", dist) for key, dist in space.items()}
 
-    def _trial_spec(self, trial: optuna.Trial) -> TrialSpec:
+    def resources(self, family: str) -> dict[str, float]:
+        """What a trial of ``family`` asks for: a GPU only if the family can use one."""
+        gpus = self.gpus_per_trial if self.families[family].uses_gpu else 0
+        return {"num_cpus": self.cpus_per_trial, "num_gpus": gpus}
+
+    def _submit(self, executor: Executor, payload: Any, trial_fn: Callable) -> tuple[Any, _Running]:
+        trial = self.study.ask()
         family, params = self._propose(trial)
-        link = PruningLink(self.storage, self.study.study_name, trial._trial_id)
-        return TrialSpec(trial.number, family, params, self.metric.name, self.seed, self.cpus_per_trial, link)
+        spec = TrialSpec(trial.number, family, params, self.metric.name, self.seed, self.cpus_per_trial,
+                         executor.report_link(trial.number))
+        handle = executor.submit(trial_fn, payload, spec, **self.resources(family))
+        return handle, _Running(trial, spec, time.monotonic())
 
     def run(self, executor: Executor, payload: Any, deadline: Callable[[], float],
-            on_outcome: Callable[[TrialOutcome], None] = lambda outcome: None) -> list[TrialOutcome]:
+            on_outcome: Callable[[TrialOutcome], None] = lambda outcome: None,
+            trial_fn: Callable[[Any, TrialSpec], TrialOutcome] = run_trial) -> list[TrialOutcome]:
         """Run trials until ``deadline()`` (a monotonic time, re-read as results come in)
-        or ``max_trials``; trials still running then are cancelled and recorded as failed."""
-        pending: dict[Any, tuple[optuna.Trial, TrialSpec]] = {}
+        or ``max_trials``. A trial past its time limit, or still running at the
+        deadline, is cancelled and recorded as failed."""
+        pending: dict[Any, _Running] = {}
         outcomes: list[TrialOutcome] = []
+
+        def finish(handle: Any, outcome: TrialOutcome) -> None:
+            running = pending.pop(handle)
+            outcome.resources = self.resources(running.spec.family)
+            self._tell(running.trial, outcome)
+            outcomes.append(outcome)
+            on_outcome(outcome)
+
         asked = len(self.study.trials) - len(self.study.get_trials(states=(TrialState.WAITING,)))
         while time.monotonic() < deadline():
             while len(pending) < executor.slots and (self.max_trials is None or asked < self.max_trials):
-                trial = self.study.ask()
-                spec = self._trial_spec(trial)
-                handle = executor.submit(run_trial, payload, spec, num_cpus=self.cpus_per_trial)
-                pending[handle] = (trial, spec)
+                handle, running = self._submit(executor, payload, trial_fn)
+                pending[handle] = running
                 asked += 1
             if not pending:
                 break
-            for handle in executor.wait(list(pending), timeout=deadline() - time.monotonic()):
-                trial, spec = pending.pop(handle)
-                outcome = self._collect(executor, handle, spec)
-                self._tell(trial, outcome)
-                outcomes.append(outcome)
-                on_outcome(outcome)
-        for handle, (trial, spec) in pending.items():
+            next_limit = min(r.started for r in pending.values()) + self.trial_time_limit_s
+            done, questions = executor.wait(list(pending), min(deadline(), next_limit) - time.monotonic())
+            executor.answer(self._verdicts(questions, pending))
+            for handle in done:
+                finish(handle, self._collect(executor, handle, pending[handle].spec))
+            for handle, running in list(pending.items()):
+                if time.monotonic() - running.started > self.trial_time_limit_s:
+                    executor.cancel(handle)
+                    finish(handle, self._failed(running.spec, f"timeout: ran past the per-trial limit of "
+                                                              f"{self.trial_time_limit_s:.0f}s"))
+        for handle, running in list(pending.items()):
             executor.cancel(handle)
-            outcome = TrialOutcome(spec.number, spec.family, spec.params, FAILED,
-                                   error="cancelled: the time budget ran out")
-            self._tell(trial, outcome)
-            outcomes.append(outcome)
+            finish(handle, self._failed(running.spec, "cancelled: the time budget ran out"))
         return outcomes
 
     @staticmethod
-    def _collect(executor: Executor, handle: Any, spec: TrialSpec) -> TrialOutcome:
+    def _verdicts(questions: list[tuple[Any, int, float]], pending: dict[Any, _Running]) -> list[tuple[Any, int, bool]]:
+        """Report each worker's running score to its trial and answer with the pruner's verdict."""
+        trials = {running.trial.number: running.trial for running in pending.values()}
+        answers = []
+        for number, step, score in questions:
+            trial = trials.get(number)
+            if trial is None:  # already cancelled or finished: tell the worker to stop
+                answers.append((number, step, True))
+                continue
+            with warnings.catch_warnings():  # a retried task reports its folds again
+                warnings.simplefilter("ignore", UserWarning)
+                trial.report(score, step)
+            answers.append((number, step, trial.should_prune()))
+        return answers
+
+    @staticmethod
+    def _failed(spec: TrialSpec, error: str) -> TrialOutcome:
+        return TrialOutcome(spec.number, spec.family, spec.params, FAILED, error=error)
+
+    @classmethod
+    def _collect(cls, executor: Executor, handle: Any, spec: TrialSpec) -> TrialOutcome:
         try:
-            return executor.result(handle)
-        except Exception as exc:  # the worker died (killed, out of memory): record it and go on
-            return TrialOutcome(spec.number, spec.family, spec.params, FAILED,
-                                error=f"worker lost: {type(exc).__name__}")
+            outcome, placement = executor.result(handle)
+        except Exception as exc:  # the worker died twice (killed, out of memory, node lost): record it, go on
+            return cls._failed(spec, f"worker lost: {type(exc).__name__}")
+        outcome.node_id = placement.node_id
+        return outcome
 
     def _tell(self, trial: optuna.Trial, outcome: TrialOutcome) -> None:
         attrs = {"fold_scores": outcome.fold_scores, "fit_time_s": outcome.fit_time_s,
                  "predict_time_s": outcome.predict_time_s, "error": outcome.error,
-                 "host": outcome.host, "pid": outcome.pid, "started_at": outcome.started_at,
+                 "host": outcome.host, "pid": outcome.pid, "node_id": outcome.node_id,
+                 "resources": outcome.resources, "started_at": outcome.started_at,
                  "ended_at": outcome.ended_at}
         for key, value in attrs.items():
             trial.set_user_attr(key, value)

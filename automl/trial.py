@@ -55,6 +55,8 @@ class TrialOutcome:
     error: str | None = None
     host: str = ""
     pid: int = 0
+    node_id: str = ""
+    resources: dict[str, float] = field(default_factory=dict)
     started_at: float = 0.0
     ended_at: float = 0.0
 
