@@ -125,6 +125,13 @@ def _run_placed(fn: Callable, *args: Any) -> tuple[Any, Placement]:
     return value, Placement(ray.get_runtime_context().get_node_id(), os.getpid(), ray.get_gpu_ids())
 
 
+def trial_slots(offered_cpus: float, cap: int | None, cpus_per_trial: int) -> int:
+    """Trials at once: the CPUs the run may use (the cluster's, capped by
+    ``hardware.cpus``) divided by the CPUs each trial asks for; at least one."""
+    usable = min(cap, offered_cpus) if cap else offered_cpus
+    return max(1, int(usable // cpus_per_trial))
+
+
 TASK_RETRIES = 1
 """A task whose worker process dies (killed, node lost) is run once more, then recorded as failed."""
 
@@ -151,9 +158,7 @@ class RayExecutor(Executor):
                 ray.init(num_cpus=cpus or os.cpu_count(), num_gpus=gpus, include_dashboard=False,
                          _node_ip_address="127.0.0.1", logging_level=logging.ERROR, log_to_driver=False)
                 self._owns_ray = True
-        offered = int(ray.cluster_resources().get("CPU", 1))
-        self._cpus = min(cpus, offered) if cpus else offered
-        self._cpus_per_trial = cpus_per_trial
+        self._slots = trial_slots(ray.cluster_resources().get("CPU", 1), cpus, cpus_per_trial)
         self._remote = ray.remote(max_retries=TASK_RETRIES)(_run_placed)
         # On the head node: the node that stays while workers come and go.
         self._mailbox = ray.remote(num_cpus=0, resources={"node:__internal_head__": 0.001})(_Mailbox).remote()
@@ -161,7 +166,7 @@ class RayExecutor(Executor):
 
     @property
     def slots(self) -> int:
-        return max(1, self._cpus // self._cpus_per_trial)
+        return self._slots
 
     def put(self, obj: Any) -> Any:
         return self._ray.put(obj)

@@ -8,10 +8,10 @@ validation, so an override is checked exactly like the file itself.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any, Literal
 
-import tomllib
 import yaml
 from pydantic import (
     BaseModel,
@@ -24,6 +24,11 @@ from pydantic import (
 )
 
 from automl.errors import InputError
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib
 
 IN_MEMORY = "<in-memory DataFrame>"
 """``data.train`` of a spec whose training data is passed to ``fit`` directly."""
@@ -79,12 +84,23 @@ class EnsembleSpec(_Section):
     size: int = Field(25, ge=1, description="Greedy ensemble selection rounds.")
 
 
+RAY_ADDRESS = re.compile(r"^(auto|(ray://)?[A-Za-z0-9.\-\[\]:]+:\d{1,5})$")
+
+
 class HardwareSpec(_Section):
-    ray_address: str | None = Field(None, description="null: embedded local Ray; 'auto' or an address.")
+    ray_address: str | None = Field(
+        None, description="null: an embedded local Ray; 'auto', 'HOST:PORT' or 'ray://HOST:PORT': join that cluster.")
     cpus: int | None = Field(None, ge=1, description="CPUs the run may use; null: all offered.")
     gpus: int = Field(0, ge=0)
     cpus_per_trial: int = Field(1, ge=1)
     gpus_per_trial: float = Field(0, ge=0)
+
+    @field_validator("ray_address")
+    @classmethod
+    def _address_form(cls, address: str | None) -> str | None:
+        if address is not None and not RAY_ADDRESS.match(address.strip()):
+            raise ValueError("expected 'auto', 'HOST:PORT' or 'ray://HOST:PORT'")
+        return address.strip() if address else None
 
 
 class Spec(_Section):

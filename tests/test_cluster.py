@@ -1,0 +1,136 @@
+"""Distributed execution: a real two-node Ray cluster on this machine, a worker
+killed mid-trial, and the resource logic (CPU slots, GPUs only where usable).
+
+The cluster binds to 127.0.0.2: Ray rewrites 127.0.0.1 to the machine's own
+address when clustering, but leaves the rest of the loopback range alone, so
+nothing here leaves the machine.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from automl.execution import trial_slots
+from automl.metrics import get_metric
+from automl.models import get_family
+from automl.models.base import ModelFamily
+from automl.search import Search
+from tests.conftest import automl_cli, write_spec
+
+LOOPBACK = "127.0.0.2"
+RAY = str(Path(sys.executable).parent / "ray")
+CLUSTER_ENV = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "token"}
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind((LOOPBACK, 0))
+        return sock.getsockname()[1]
+
+
+def _ray(*args: str) -> None:
+    subprocess.run([RAY, *args], env=CLUSTER_ENV, check=True, capture_output=True, timeout=120)
+
+
+@pytest.fixture
+def two_node_cluster():
+    """A head and a worker node, 1 CPU each, started with `ray start`; stopped after."""
+    port = _free_port()
+    address = f"{LOOPBACK}:{port}"
+    try:
+        _ray("start", "--head", f"--node-ip-address={LOOPBACK}", f"--port={port}", "--num-cpus=1",
+             "--include-dashboard=false", "--disable-usage-stats")
+        _ray("start", f"--address={address}", f"--node-ip-address={LOOPBACK}", "--num-cpus=1",
+             "--disable-usage-stats")
+        yield address
+    finally:
+        subprocess.run([RAY, "stop", "--force"], env=CLUSTER_ENV, capture_output=True, timeout=120)
+
+
+def test_fit_on_a_two_node_cluster_uses_both_nodes(tmp_path, binary_frame, two_node_cluster):
+    spec = write_spec(tmp_path, binary_frame, budget={"time_s": 30}, hardware={"cpus": None},
+                      models={"include": ["linear", "lightgbm", "knn"]})
+    fitted = subprocess.run([sys.executable, "-m", "automl", "fit", str(spec), "--quiet",
+                             "--ray-address", two_node_cluster], env=CLUSTER_ENV, capture_output=True,
+                            text=True, timeout=240)
+    assert fitted.returncode == 0, fitted.stderr
+    summary = json.loads((tmp_path / "run" / "run.json").read_text())
+    ran = [t for t in summary["trial_log"] if t["status"] == "complete"]
+    assert len({t["node_id"] for t in ran}) == 2, "trials should have run on both nodes"
+    assert summary["spec"]["hardware"]["ray_address"] == two_node_cluster
+    binary_frame.drop(columns=["target"]).to_csv(tmp_path / "new.csv", index=False)
+    predicted = automl_cli("predict", tmp_path / "run", tmp_path / "new.csv")
+    assert predicted.returncode == 0 and len(predicted.stdout.splitlines()) == len(binary_frame) + 1
+    # the run joined the cluster and left it running
+    status = subprocess.run([RAY, "status", f"--address={two_node_cluster}"], env=CLUSTER_ENV,
+                            capture_output=True, text=True, timeout=60)
+    assert status.returncode == 0, status.stderr
+
+
+def _trial_worker_pids() -> list[int]:
+    listing = subprocess.run(["ps", "-eo", "pid=,args="], capture_output=True, text=True).stdout
+    return [int(line.split()[0]) for line in listing.splitlines() if "ray::_run_placed" in line]
+
+
+def test_a_worker_killed_mid_trial_does_not_end_the_run(tmp_path, binary_frame):
+    spec = write_spec(tmp_path, binary_frame, budget={"time_s": 25}, models={"include": ["random_forest"]})
+    run = subprocess.Popen([sys.executable, "-m", "automl", "fit", str(spec), "--quiet"],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    killed = None
+    deadline = time.monotonic() + 60
+    while killed is None and time.monotonic() < deadline and run.poll() is None:
+        pids = _trial_worker_pids()
+        if pids:
+            killed = pids[0]
+            os.kill(killed, signal.SIGKILL)
+        time.sleep(0.1)
+    _, stderr = run.communicate(timeout=180)
+    assert killed is not None, "no trial worker was seen running"
+    assert run.returncode == 0, stderr
+    board = pd.read_csv(tmp_path / "run" / "leaderboard.csv")
+    assert len(board) >= 1
+    summary = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert killed not in {t["pid"] for t in summary["trial_log"] if t["status"] == "complete"}
+
+
+class _GpuFamily(ModelFamily):
+    name = "gpu_family"
+    uses_gpu = True
+
+    def search_space(self, task):
+        return {}
+
+    def default_params(self, task):
+        return {}
+
+    def build(self, params, task, n_jobs, seed):
+        raise NotImplementedError
+
+
+def test_only_families_that_can_use_a_gpu_ask_for_one(tmp_path):
+    search = Search([get_family("lightgbm"), get_family("random_forest"), _GpuFamily()], "binary",
+                    get_metric("roc_auc", "binary"), f"sqlite:///{tmp_path / 's.db'}", "s", seed=0,
+                    cpus_per_trial=2, gpus_per_trial=1)
+    assert search.resources("lightgbm") == {"num_cpus": 2, "num_gpus": 0}
+    assert search.resources("random_forest") == {"num_cpus": 2, "num_gpus": 0}
+    assert search.resources("gpu_family") == {"num_cpus": 2, "num_gpus": 1}
+
+
+@pytest.mark.parametrize("offered, cap, per_trial, expected", [
+    (8, None, 2, 4),   # 8 CPUs, 2 per trial: 4 at once
+    (8, 4, 2, 2),      # hardware.cpus caps what the run uses
+    (2, 8, 1, 2),      # a cap above what the cluster offers changes nothing
+    (1, None, 2, 1),   # always at least one
+])
+def test_concurrency_follows_free_cpu_slots(offered, cap, per_trial, expected):
+    assert trial_slots(offered, cap, per_trial) == expected
