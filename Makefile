@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 BENCH_TIME_S ?= 60
 
-.PHONY: install test demo lint bench clean
+.PHONY: install test demo lint bench bench-quality bench-scaling clean
 
 install: $(BIN)/automl
 
@@ -27,8 +27,13 @@ demo: install
 lint: install
 	$(BIN)/ruff check automl tests benchmarks
 
-bench: install
+bench: bench-scaling bench-quality
+
+bench-quality: install
 	$(BIN)/python benchmarks/quality.py --time-s $(BENCH_TIME_S)
+
+bench-scaling: install
+	$(BIN)/python benchmarks/scaling.py
 
 clean:
 	rm -rf runs .pytest_cache

@@ -39,7 +39,7 @@ from automl.spec import IN_MEMORY, Spec
 from automl.trial import COMPLETE, PRUNED, TrialOutcome
 from automl.validation import Folds, make_folds
 
-RUN_FILES = ("study.db", "leaderboard.csv", "run.json", "report.html", "model")
+RUN_FILES = ("study.db", "study.db-wal", "study.db-shm", "leaderboard.csv", "run.json", "report.html", "model")
 STOP_MARGIN_S = 2.0
 """Kept back after the search for stopping Ray (about 1.5 s measured on 2 cores)."""
 WRITE_MARGIN_S = 1.0

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import os
 from abc import ABC, abstractmethod
 from collections.abc import Callable
@@ -175,7 +176,9 @@ class RayExecutor(Executor):
         return self._remote.options(num_cpus=num_cpus, num_gpus=num_gpus).remote(fn, *args)
 
     def wait(self, handles: list[Handle], timeout: float) -> tuple[list[Handle], list[Question]]:
-        ready, _ = self._ray.wait([*handles, self._questions], num_returns=1, timeout=max(0.0, timeout))
+        no_limit = math.isinf(timeout)
+        ready, _ = self._ray.wait([*handles, self._questions], num_returns=1,
+                                  timeout=None if no_limit else max(0.0, timeout))
         done, _ = self._ray.wait(handles, num_returns=len(handles), timeout=0) if handles else ([], [])
         questions: list[Question] = []
         if self._questions in ready:
