@@ -15,6 +15,7 @@ import socket
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -42,6 +43,18 @@ def _ray(*args: str) -> None:
     subprocess.run([RAY, *args], env=CLUSTER_ENV, check=True, capture_output=True, timeout=120)
 
 
+def _raylet_pids() -> set[int]:
+    listing = subprocess.run(["pgrep", "-f", "raylet/raylet"], capture_output=True, text=True).stdout
+    return {int(pid) for pid in listing.split()}
+
+
+@dataclass
+class Cluster:
+    address: str
+    worker_raylet: int
+    """The pid of the second node's raylet: kill it and that node leaves the cluster."""
+
+
 @pytest.fixture
 def two_node_cluster():
     """A head and a worker node, 1 CPU each, started with `ray start`; stopped after."""
@@ -50,31 +63,54 @@ def two_node_cluster():
     try:
         _ray("start", "--head", f"--node-ip-address={LOOPBACK}", f"--port={port}", "--num-cpus=1",
              "--include-dashboard=false", "--disable-usage-stats")
+        head_only = _raylet_pids()
         _ray("start", f"--address={address}", f"--node-ip-address={LOOPBACK}", "--num-cpus=1",
              "--disable-usage-stats")
-        yield address
+        (worker_raylet,) = _raylet_pids() - head_only
+        yield Cluster(address, worker_raylet)
     finally:
         subprocess.run([RAY, "stop", "--force"], env=CLUSTER_ENV, capture_output=True, timeout=120)
+
+
+def _fit_on(cluster: Cluster, spec: Path) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "automl", "fit", str(spec), "--quiet",
+                             "--ray-address", cluster.address], env=CLUSTER_ENV, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
 
 
 def test_fit_on_a_two_node_cluster_uses_both_nodes(tmp_path, binary_frame, two_node_cluster):
     spec = write_spec(tmp_path, binary_frame, budget={"time_s": 30}, hardware={"cpus": None},
                       models={"include": ["linear", "lightgbm", "knn"]})
-    fitted = subprocess.run([sys.executable, "-m", "automl", "fit", str(spec), "--quiet",
-                             "--ray-address", two_node_cluster], env=CLUSTER_ENV, capture_output=True,
-                            text=True, timeout=240)
-    assert fitted.returncode == 0, fitted.stderr
+    fit = _fit_on(two_node_cluster, spec)
+    _, stderr = fit.communicate(timeout=240)
+    assert fit.returncode == 0, stderr
     summary = json.loads((tmp_path / "run" / "run.json").read_text())
     ran = [t for t in summary["trial_log"] if t["status"] == "complete"]
     assert len({t["node_id"] for t in ran}) == 2, "trials should have run on both nodes"
-    assert summary["spec"]["hardware"]["ray_address"] == two_node_cluster
+    assert summary["spec"]["hardware"]["ray_address"] == two_node_cluster.address
     binary_frame.drop(columns=["target"]).to_csv(tmp_path / "new.csv", index=False)
     predicted = automl_cli("predict", tmp_path / "run", tmp_path / "new.csv")
     assert predicted.returncode == 0 and len(predicted.stdout.splitlines()) == len(binary_frame) + 1
     # the run joined the cluster and left it running
-    status = subprocess.run([RAY, "status", f"--address={two_node_cluster}"], env=CLUSTER_ENV,
+    status = subprocess.run([RAY, "status", f"--address={two_node_cluster.address}"], env=CLUSTER_ENV,
                             capture_output=True, text=True, timeout=60)
     assert status.returncode == 0, status.stderr
+
+
+def test_a_node_leaving_mid_run_does_not_end_the_run(tmp_path, binary_frame, two_node_cluster):
+    spec = write_spec(tmp_path, binary_frame, budget={"time_s": 30}, hardware={"cpus": None},
+                      models={"include": ["linear", "lightgbm", "extra_trees"]})
+    fit = _fit_on(two_node_cluster, spec)
+    time.sleep(14)  # Ray is up and trials are running on both nodes
+    assert fit.poll() is None, "the fit ended before the node could leave"
+    os.kill(two_node_cluster.worker_raylet, signal.SIGKILL)
+    left_at = time.time()
+    _, stderr = fit.communicate(timeout=240)
+    assert fit.returncode == 0, stderr
+    summary = json.loads((tmp_path / "run" / "run.json").read_text())
+    after = [t for t in summary["trial_log"] if t["status"] == "complete" and t["ended_at"] > left_at]
+    assert after, "no trial finished after the node left: the run did not go on"
+    assert (tmp_path / "run" / "model" / "model.joblib").is_file()
 
 
 def _trial_worker_pids() -> list[int]:
