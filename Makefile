@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 BENCH_TIME_S ?= 60
 
-.PHONY: install test demo lint bench bench-quality bench-scaling clean
+.PHONY: install test demo lint bench bench-quality bench-scaling bench-mlp clean
 
 install: $(BIN)/automl
 
@@ -27,13 +27,16 @@ demo: install
 lint: install
 	$(BIN)/ruff check automl tests benchmarks
 
-bench: bench-scaling bench-quality
+bench: bench-scaling bench-mlp bench-quality
 
 bench-quality: install
 	$(BIN)/python benchmarks/quality.py --time-s $(BENCH_TIME_S)
 
 bench-scaling: install
 	$(BIN)/python benchmarks/scaling.py
+
+bench-mlp: install
+	$(BIN)/python benchmarks/mlp.py
 
 clean:
 	rm -rf runs .pytest_cache

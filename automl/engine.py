@@ -31,7 +31,8 @@ from automl.ensemble import select_ensemble
 from automl.errors import InputError
 from automl.execution import RayExecutor
 from automl.metrics import Metric, all_scores, get_metric
-from automl.models import ModelFamily, family_names, get_family
+from automl.models import get_family
+from automl.planner import Plan, plan
 from automl.progress import Progress
 from automl.report import write_report
 from automl.search import Search, storage_url
@@ -46,14 +47,6 @@ WRITE_MARGIN_S = 1.0
 """Kept back at the very end for writing the model, leaderboard, run.json and report."""
 ENSEMBLE_CANDIDATES = 10
 FIRST_RESULT_GRACE_S = 60.0
-TRIAL_SHARE = 0.25
-MIN_TRIAL_LIMIT_S = 10.0
-
-
-def trial_time_limit_s(budget_s: float) -> float:
-    """No trial may hold a worker longer than a quarter of the budget (10 s at least):
-    one slow configuration must not take the time the search needs for the rest."""
-    return max(MIN_TRIAL_LIMIT_S, TRIAL_SHARE * budget_s)
 
 
 @dataclass
@@ -78,14 +71,6 @@ def prepare_output_dir(folder: Path, overwrite: bool) -> Path:
         shutil.rmtree(path) if path.is_dir() else path.unlink()
     folder.mkdir(parents=True, exist_ok=True)
     return folder
-
-
-def choose_families(spec: Spec, task: str) -> list[ModelFamily]:
-    names = spec.models.include or family_names()
-    chosen = [get_family(n) for n in names if n not in spec.models.exclude and get_family(n).supports(task)]
-    if not chosen:
-        raise InputError(f"models: no model family left to try for a {task} task")
-    return chosen
 
 
 def _split_holdout(frame: pd.DataFrame, spec: Spec, task: str) -> tuple[pd.DataFrame, pd.DataFrame | None]:
@@ -117,6 +102,7 @@ class Run:
         self.outcomes: list[TrialOutcome] = []
         self.timings: dict[str, float] = {}
         self.ensemble_note = "not tried"
+        self.plan: Plan | None = None
 
     def elapsed(self) -> float:
         return time.monotonic() - self.started
@@ -139,12 +125,12 @@ class Run:
         reserve = STOP_MARGIN_S + WRITE_MARGIN_S + sum(refit_estimate_s(o, n_folds) for o in likely_members)
         return self.hard_deadline - reserve
 
-    def search(self, data: TrainingData, folds: Folds, metric: Metric, families: list[ModelFamily]) -> None:
+    def search(self, data: TrainingData, folds: Folds, metric: Metric) -> None:
         hw = self.spec.hardware
-        search = Search(families, data.task, metric, storage_url(str(self.output_dir / "study.db")),
+        search = Search(self.plan.families, data.task, metric, storage_url(str(self.output_dir / "study.db")),
                         study_name=self.spec.name, seed=self.spec.seed, cpus_per_trial=hw.cpus_per_trial,
                         gpus_per_trial=hw.gpus_per_trial if hw.gpus else 0, max_trials=self.spec.budget.max_trials,
-                        trial_time_limit_s=trial_time_limit_s(self.spec.budget.time_s))
+                        trial_time_limit_s=self.plan.trial_time_limit_s)
 
         def record(outcome: TrialOutcome) -> None:
             self.outcomes.append(outcome)
@@ -245,17 +231,17 @@ def _load_and_check(spec: Spec, train: pd.DataFrame | None):
         raise InputError(f"target column '{spec.data.target}' is not in the data")
     task = spec.task if spec.task != "auto" else infer_task(frame[spec.data.target])
     metric = get_metric(spec.metric, task)
-    families = choose_families(spec, task)
     frame, holdout = _split_holdout(frame, spec, task)
     data = prepare_training(frame, spec.data.target, task, spec.data.drop, spec.data.groups, spec.data.time)
     folds = make_folds(task, data.y, spec.validation.folds, spec.seed, data.groups, data.times)
+    run_plan = plan(spec, task, len(data.y), data.X.shape[1], len(folds))
     if holdout is not None:
         if spec.data.target not in holdout.columns:
             raise InputError(f"holdout data has no target column '{spec.data.target}'")
         labels = holdout[spec.data.target].dropna()
         data.target.encode(labels)  # a class the training rows never show fails here, not after the search
         data.schema.transform(holdout)
-    return data, folds, metric, families, holdout
+    return data, folds, metric, run_plan, holdout
 
 
 def run_fit(spec: Spec, train: pd.DataFrame | None = None, overwrite: bool = False,
@@ -267,23 +253,25 @@ def run_fit(spec: Spec, train: pd.DataFrame | None = None, overwrite: bool = Fal
     progress = progress or Progress(enabled=False)
     run = Run(spec, spec.output_dir, progress, started if started is not None else time.monotonic())
     _existing_run_files(spec.output_dir, overwrite)  # refuse early, before loading anything
-    data, folds, metric, families, holdout = _load_and_check(spec, train)
+    data, folds, metric, run_plan, holdout = _load_and_check(spec, train)
+    run.plan = run_plan
     output_dir = prepare_output_dir(spec.output_dir, overwrite)  # only once the input is known good
     run.timings["load_s"] = run.elapsed()
     progress.start(f"{spec.name}: {data.task}, {len(data.y)} rows, {data.X.shape[1]} features, "
-                   f"metric {metric.name}, {len(families)} families, budget {spec.budget.time_s:g}s")
+                   f"metric {metric.name}, families {', '.join(f.name for f in run_plan.families)}, "
+                   f"budget {spec.budget.time_s:g}s")
 
     try:
-        predictor, leaderboard, summary = _search_and_finish(run, data, folds, metric, families, holdout)
+        predictor, leaderboard, summary = _search_and_finish(run, data, folds, metric, holdout)
     finally:
         progress.stop()
     return RunResult(predictor, leaderboard, summary, output_dir)
 
 
-def _search_and_finish(run: Run, data: TrainingData, folds: Folds, metric: Metric, families: list[ModelFamily],
+def _search_and_finish(run: Run, data: TrainingData, folds: Folds, metric: Metric,
                        holdout: pd.DataFrame | None) -> tuple[Predictor, pd.DataFrame, dict[str, Any]]:
     spec, output_dir = run.spec, run.output_dir
-    run.search(data, folds, metric, families)
+    run.search(data, folds, metric)
     search_end = run.elapsed()
     members, weights, ensemble_scores = run.select_members(data, folds, metric)
     fitted = run.refit(data, members, weights)
@@ -318,6 +306,7 @@ def _summary(spec: Spec, run: Run, data: TrainingData, metric: Metric, leaderboa
         "cv_score": float(best["cv_score"]),
         "holdout": holdout,
         "ensemble": run.ensemble_note,
+        "plan": run.plan.describe(),
         "rows": len(data.y),
         "dropped_rows_missing_target": data.n_dropped_rows,
         "folds": {"kind": folds.kind, "n": len(folds)},

@@ -10,12 +10,13 @@ from automl.models.hist_gradient_boosting import HistGradientBoostingFamily
 from automl.models.knn import KNNFamily
 from automl.models.lightgbm import LightGBMFamily
 from automl.models.linear import LinearFamily
+from automl.models.mlp import MLPFamily
 from automl.models.random_forest import RandomForestFamily
 
 _FAMILIES: dict[str, ModelFamily] = {
     family.name: family
     for family in (LightGBMFamily(), HistGradientBoostingFamily(), LinearFamily(), ExtraTreesFamily(),
-                   RandomForestFamily(), KNNFamily())
+                   RandomForestFamily(), KNNFamily(), MLPFamily())
 }
 """In the order their default configurations are tried: cheap and strong first."""
 

@@ -37,6 +37,11 @@ class ModelFamily(ABC):
     def build(self, params: dict[str, Any], task: str, n_jobs: int, seed: int) -> BaseEstimator:
         """An unfitted scikit-learn estimator (preprocessing included)."""
 
+    def estimated_trial_s(self, n_rows: int, n_features: int, n_folds: int) -> float | None:
+        """Seconds one trial of the default configuration takes on one CPU, where
+        the family can say; the planner skips a family that cannot finish a trial."""
+        return None
+
     def supports(self, task: str) -> bool:
         return task in self.tasks
 

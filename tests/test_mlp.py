@@ -1,0 +1,108 @@
+"""The PyTorch MLP family on the CPU, and the planner's rule for it."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from sklearn import datasets, metrics
+
+from automl.artifact import Member, Predictor, load_predictor
+from automl.data import prepare_training
+from automl.models import get_family
+from automl.planner import plan
+from automl.spec import build_spec
+
+MLP = get_family("mlp")
+
+
+def _split(frame, target="target", task="auto", test_rows=0.25, seed=0):
+    data = prepare_training(frame, target, task)
+    order = np.random.default_rng(seed).permutation(len(data.y))
+    cut = int(len(order) * (1 - test_rows))
+    return data, order[:cut], order[cut:]
+
+
+def _fit(data, rows, **changes):
+    params = {**MLP.default_params(data.task), **changes}
+    return MLP.build(params, data.task, n_jobs=1, seed=0).fit(data.X.iloc[rows], data.y[rows])
+
+
+def test_binary_breast_cancer_auc_floor():
+    data, train, test = _split(datasets.load_breast_cancer(as_frame=True).frame)
+    model = _fit(data, train)
+    assert metrics.roc_auc_score(data.y[test], model.predict_proba(data.X.iloc[test])[:, 1]) > 0.95
+
+
+def test_multiclass_wine_accuracy_floor():
+    data, train, test = _split(datasets.load_wine(as_frame=True).frame, task="multiclass")
+    model = _fit(data, train)
+    proba = model.predict_proba(data.X.iloc[test])
+    assert proba.shape == (len(test), 3) and np.allclose(proba.sum(axis=1), 1)
+    assert metrics.accuracy_score(data.y[test], model.predict(data.X.iloc[test])) > 0.85
+
+
+def test_regression_target_is_standardised_and_inverted():
+    data, train, test = _split(datasets.load_diabetes(as_frame=True, scaled=False).frame, task="regression")
+    model = _fit(data, train)
+    predictions = model.predict(data.X.iloc[test])
+    # on the target's own scale (hundreds), and better than predicting the mean
+    assert 50 < predictions.mean() < 300
+    assert metrics.root_mean_squared_error(data.y[test], predictions) < data.y[test].std()
+
+
+def test_categorical_embeddings_and_missing_values(binary_frame):
+    frame = binary_frame.copy()
+    frame["band"] = np.where(frame["mean_radius"] > 14, "wide", "narrow")
+    frame.loc[::7, "mean_texture"] = np.nan
+    data, train, test = _split(frame)
+    model = _fit(data, train)
+    assert model.categorical_columns_ == ["band"] and len(model.network_.embeddings) == 1
+    assert np.isfinite(model.predict_proba(data.X.iloc[test])).all()
+
+
+def test_same_seed_same_predictions_on_the_cpu():
+    data, train, test = _split(datasets.load_breast_cancer(as_frame=True).frame)
+    first = _fit(data, train).predict_proba(data.X.iloc[test])
+    second = _fit(data, train).predict_proba(data.X.iloc[test])
+    np.testing.assert_array_equal(first, second)
+
+
+def test_uses_the_threads_it_was_given():
+    data, train, _ = _split(datasets.load_breast_cancer(as_frame=True).frame)
+    MLP.build(MLP.default_params("binary"), "binary", n_jobs=2, seed=0).fit(data.X.iloc[train], data.y[train])
+    assert torch.get_num_threads() == 2
+
+
+def test_saved_model_loads_on_a_cpu_only_machine(tmp_path, monkeypatch):
+    data, train, test = _split(datasets.load_breast_cancer(as_frame=True).frame)
+    model = _fit(data, train)
+    assert all(p.device.type == "cpu" for p in model.network_.parameters())  # never pickled on a GPU
+    predictor = Predictor(data.schema, data.target, "target", "roc_auc",
+                          [Member("mlp_0", "mlp", {}, 1.0, model)])
+    expected = predictor.predict_matrix(data.X.iloc[test])
+    predictor.save(tmp_path / "model")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    loaded = load_predictor(tmp_path / "model")
+    np.testing.assert_array_equal(loaded.predict_matrix(data.X.iloc[test]), expected)
+
+
+def test_diverging_training_fails_loudly():
+    data, train, _ = _split(datasets.load_breast_cancer(as_frame=True).frame)
+    with pytest.raises(FloatingPointError, match="diverged"):  # a failed trial, never a silent model
+        _fit(data, train, learning_rate=1e30, normalization="none")
+
+
+def _spec(time_s, include=None):
+    return build_spec({"data": {"train": "x.csv", "target": "y"}, "budget": {"time_s": time_s},
+                       "models": {"include": include}})
+
+
+def test_planner_gives_the_mlp_budget_only_where_a_trial_can_finish():
+    small = plan(_spec(60), "binary", n_rows=600, n_features=10, n_folds=5)
+    assert "mlp" in [f.name for f in small.families]
+    large = plan(_spec(60), "binary", n_rows=30_000, n_features=14, n_folds=5)
+    assert "mlp" not in [f.name for f in large.families] and "fewer than 20" in large.skipped["mlp"]
+    assert "mlp" in [f.name for f in plan(_spec(1200), "binary", 30_000, 14, 5).families]
+    # asked for by name, it is tried whatever the estimate
+    assert [f.name for f in plan(_spec(60, ["mlp"]), "binary", 30_000, 14, 5).families] == ["mlp"]
