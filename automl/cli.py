@@ -51,8 +51,6 @@ def fit(spec: Path = typer.Argument(..., help="Task spec (YAML, TOML or JSON).")
         overwrite: bool = typer.Option(False, "--overwrite", help="Replace a run already in the output folder."),
         quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output.")) -> None:
     """Run the whole fit: search, ensemble, refit; write leaderboard, model, report and run.json."""
-    from automl.engine import run_fit
-    from automl.progress import Progress
     from automl.spec import load_spec
 
     overrides = list(set_)
@@ -62,8 +60,11 @@ def fit(spec: Path = typer.Argument(..., help="Task spec (YAML, TOML or JSON).")
         overrides.append(f"hardware.ray_address={ray_address}")
     if output is not None:
         overrides.append(f"output={output.resolve()}")
-    result = run_fit(load_spec(spec, overrides), overwrite=overwrite, progress=Progress(enabled=not quiet),
-                     started=STARTED)
+    checked = load_spec(spec, overrides)  # a bad spec is refused before the heavy imports below
+    from automl.engine import run_fit
+    from automl.progress import Progress
+
+    result = run_fit(checked, overwrite=overwrite, progress=Progress(enabled=not quiet), started=STARTED)
     print_leaderboard(result.leaderboard, limit=10)
     stdout.print(f"run folder: {result.output_dir}")
 

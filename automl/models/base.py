@@ -10,10 +10,11 @@ family name inside the study.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from optuna.distributions import BaseDistribution
-from sklearn.base import BaseEstimator
+if TYPE_CHECKING:  # kept out of start-up: importing the registry must stay cheap
+    from optuna.distributions import BaseDistribution
+    from sklearn.base import BaseEstimator
 
 ALL_TASKS = ("binary", "multiclass", "regression")
 
