@@ -46,11 +46,12 @@ def plan(spec: Spec, task: str, n_rows: int, n_features: int, n_folds: int) -> P
     names = spec.models.include or family_names()
     chosen, skipped = [], {}
     for name in names:
+        if name in spec.models.exclude:  # checked first: an excluded family's library is never imported
+            skipped[name] = "excluded by the spec"
+            continue
         family = get_family(name)
         estimate = family.estimated_trial_s(n_rows, n_features, n_folds)
-        if name in spec.models.exclude:
-            skipped[name] = "excluded by the spec"
-        elif not family.supports(task):
+        if not family.supports(task):
             skipped[name] = f"does not support {task} tasks"
         elif estimate is not None and estimate > affordable and not spec.models.include:
             skipped[name] = (f"a trial would take about {estimate:.1f}s: the budget pays for fewer than "
