@@ -93,8 +93,9 @@ def refit_estimate_s(outcome: TrialOutcome, n_folds: int) -> float:
 class Run:
     """The state of one fit while it runs."""
 
-    def __init__(self, spec: Spec, output_dir: Path, progress: Progress, started: float):
+    def __init__(self, spec: Spec, run_plan: Plan, output_dir: Path, progress: Progress, started: float):
         self.spec = spec
+        self.plan = run_plan
         self.output_dir = output_dir
         self.progress = progress
         self.started = started
@@ -102,7 +103,6 @@ class Run:
         self.outcomes: list[TrialOutcome] = []
         self.timings: dict[str, float] = {}
         self.ensemble_note = "not tried"
-        self.plan: Plan | None = None
 
     def elapsed(self) -> float:
         return time.monotonic() - self.started
@@ -251,11 +251,11 @@ def run_fit(spec: Spec, train: pd.DataFrame | None = None, overwrite: bool = Fal
     The budget counts from ``started`` (a ``time.monotonic()`` reading; the command
     line passes its own start, so imports count too), or from this call."""
     progress = progress or Progress(enabled=False)
-    run = Run(spec, spec.output_dir, progress, started if started is not None else time.monotonic())
+    started = started if started is not None else time.monotonic()
     _existing_run_files(spec.output_dir, overwrite)  # refuse early, before loading anything
     data, folds, metric, run_plan, holdout = _load_and_check(spec, train)
-    run.plan = run_plan
     output_dir = prepare_output_dir(spec.output_dir, overwrite)  # only once the input is known good
+    run = Run(spec, run_plan, output_dir, progress, started)
     run.timings["load_s"] = run.elapsed()
     progress.start(f"{spec.name}: {data.task}, {len(data.y)} rows, {data.X.shape[1]} features, "
                    f"metric {metric.name}, families {', '.join(f.name for f in run_plan.families)}, "
