@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 BENCH_TIME_S ?= 60
 
-.PHONY: install test demo lint bench bench-quality bench-scaling bench-mlp clean
+.PHONY: install test demo lint bench bench-quality bench-scaling bench-mlp bench-peers-install clean
 
 install: $(BIN)/automl
 
@@ -31,6 +31,14 @@ bench: bench-scaling bench-mlp bench-quality
 
 bench-quality: install
 	$(BIN)/python benchmarks/quality.py --time-s $(BENCH_TIME_S)
+
+# FLAML and AutoGluon, the peers bench-quality measures against, live in their own
+# environment: they are benchmark opponents, never dependencies of the project.
+PEERS_VENV ?= .venv-peers
+bench-peers-install:
+	test -x $(PEERS_VENV)/bin/python || $(PYTHON) -m venv $(PEERS_VENV)
+	$(PEERS_VENV)/bin/python -m pip install --quiet "torch==2.13.0"
+	$(PEERS_VENV)/bin/python -m pip install --quiet "flaml[automl]" "autogluon.tabular" pandas
 
 bench-scaling: install
 	$(BIN)/python benchmarks/scaling.py

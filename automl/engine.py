@@ -32,7 +32,7 @@ from automl.errors import InputError
 from automl.execution import RayExecutor
 from automl.metrics import Metric, all_scores, get_metric
 from automl.models import get_family
-from automl.planner import Plan, plan
+from automl.planner import FamilyShares, Plan, plan
 from automl.progress import Progress
 from automl.report import write_report
 from automl.search import Search, storage_url
@@ -130,7 +130,8 @@ class Run:
         search = Search(self.plan.families, data.task, metric, storage_url(str(self.output_dir / "study.db")),
                         study_name=self.spec.name, seed=self.spec.seed, cpus_per_trial=hw.cpus_per_trial,
                         gpus_per_trial=hw.gpus_per_trial if hw.gpus else 0, max_trials=self.spec.budget.max_trials,
-                        trial_time_limit_s=self.plan.trial_time_limit_s)
+                        trial_time_limit_s=self.plan.trial_time_limit_s, first_configs=self.plan.portfolio,
+                        shares=FamilyShares(self.plan.families, metric.higher_is_better))
 
         def record(outcome: TrialOutcome) -> None:
             self.outcomes.append(outcome)

@@ -1,4 +1,4 @@
-"""The planner: which model families a run tries, given the task, data and budget.
+"""The planner: which model families a run tries, in what order, and with what share of the budget.
 
 A family is tried when the spec allows it, it supports the task, and the budget
 can pay for it: a family that knows its cost (the MLP) must fit at least
@@ -8,11 +8,18 @@ on the shared benchmarks: with one trial's worth of budget, the MLP cut the othe
 families' trials by two thirds and lowered the final score). Families left out
 are reported with the reason, in ``run.json``. An explicit ``models.include`` is
 always honoured.
+
+The chosen families' portfolios are queued first, the families taking turns
+(every family's best-known configuration, then every family's second, ...), so
+each family is seen at its best before any is tuned. After that, budget
+shares decide which family the sampler tunes next (see ``FamilyShares``).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from itertools import zip_longest
+from typing import Any
 
 from automl.errors import InputError
 from automl.models import ModelFamily, family_names, get_family
@@ -29,15 +36,56 @@ def trial_time_limit_s(budget_s: float) -> float:
     return max(MIN_TRIAL_LIMIT_S, TRIAL_SHARE * budget_s)
 
 
+class FamilyShares:
+    """Which family the search tunes next, once the portfolio has run.
+
+    Families are ranked by their best cross-validated score so far; the best
+    gets a share of 1/2 of the trial cost, the second 1/4, and so on (halved at
+    each rank, normalised), and the next trial goes to the family furthest below
+    its share. Cost is counted in each family's ``relative_cost`` per trial, not
+    in seconds, so the same results give the same choices (determinism). A
+    family keeps a small share however it ranks, so a family that starts badly
+    can still catch up, while most of the budget tunes what is winning.
+    """
+
+    def __init__(self, families: list[ModelFamily], higher_is_better: bool):
+        self.order = [family.name for family in families]
+        self.cost = {family.name: family.relative_cost for family in families}
+        self.higher_is_better = higher_is_better
+
+    def shares(self, best_scores: dict[str, float]) -> dict[str, float]:
+        sign = -1.0 if self.higher_is_better else 1.0
+        scored = sorted((n for n in self.order if n in best_scores), key=lambda n: sign * best_scores[n])
+        ranked = scored + [n for n in self.order if n not in best_scores]  # no result yet: last, in plan order
+        raw = {name: 0.5 ** rank for rank, name in enumerate(ranked)}
+        total = sum(raw.values())
+        return {name: value / total for name, value in raw.items()}
+
+    def next_family(self, best_scores: dict[str, float], trials: dict[str, int]) -> str:
+        shares = self.shares(best_scores)
+        used = {name: trials.get(name, 0) * self.cost[name] for name in self.order}
+        spent = sum(used.values()) or 1.0
+        return max(self.order, key=lambda name: (shares[name] - used[name] / spent, -self.order.index(name)))
+
+
 @dataclass
 class Plan:
     families: list[ModelFamily]
     skipped: dict[str, str] = field(default_factory=dict)
     trial_time_limit_s: float = float("inf")
+    portfolio: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    """(family, params) pairs tried first, in order."""
 
     def describe(self) -> dict:
         return {"families": [f.name for f in self.families], "skipped": self.skipped,
-                "trial_time_limit_s": self.trial_time_limit_s}
+                "trial_time_limit_s": self.trial_time_limit_s,
+                "portfolio": [name for name, _ in self.portfolio]}
+
+
+def portfolio_queue(families: list[ModelFamily], task: str) -> list[tuple[str, dict[str, Any]]]:
+    """Every family's first configuration, then every family's second, and so on."""
+    lists = [[(family.name, params) for params in family.portfolio(task)] for family in families]
+    return [pair for rank in zip_longest(*lists) for pair in rank if pair is not None]
 
 
 def plan(spec: Spec, task: str, n_rows: int, n_features: int, n_folds: int) -> Plan:
@@ -60,4 +108,4 @@ def plan(spec: Spec, task: str, n_rows: int, n_features: int, n_folds: int) -> P
             chosen.append(family)
     if not chosen:
         raise InputError(f"models: no model family left to try for a {task} task")
-    return Plan(chosen, skipped, limit)
+    return Plan(chosen, skipped, limit, portfolio_queue(chosen, task))

@@ -1,8 +1,8 @@
 """The hyperparameter search: one Optuna study per run, driven by ask/tell.
 
-Each family's default configuration is enqueued first, then TPE (multivariate,
-grouped by family, with the constant liar so parallel trials spread out)
-proposes the rest. Workers report running fold scores to the driver, which
+The planner's portfolio queue (proven configurations, the families taking
+turns) is enqueued first, then TPE (multivariate, grouped by family, with the
+constant liar so parallel trials spread out) proposes the rest. Workers report running fold scores to the driver, which
 records them in the study and answers with the pruner's verdict, so a hopeless
 trial stops after a fold or two.
 """
@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import optuna
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import TrialState
@@ -23,6 +24,7 @@ from sqlalchemy import event
 from automl.execution import Executor
 from automl.metrics import Metric
 from automl.models import ModelFamily
+from automl.planner import FamilyShares
 from automl.trial import COMPLETE, FAILED, PRUNED, TrialOutcome, TrialSpec, run_trial
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -95,7 +97,9 @@ class Search:
 
     def __init__(self, families: list[ModelFamily], task: str, metric: Metric, storage: str,
                  study_name: str, seed: int, cpus_per_trial: int = 1, gpus_per_trial: float = 0,
-                 max_trials: int | None = None, trial_time_limit_s: float = float("inf")):
+                 max_trials: int | None = None, trial_time_limit_s: float = float("inf"),
+                 first_configs: list[tuple[str, dict[str, Any]]] | None = None,
+                 shares: FamilyShares | None = None):
         self.families = {family.name: family for family in families}
         self.task = task
         self.metric = metric
@@ -107,13 +111,22 @@ class Search:
         self.study = optuna.create_study(study_name=study_name, storage=open_storage(storage),
                                          direction=metric.direction,
                                          sampler=make_sampler(seed), pruner=make_pruner(), load_if_exists=True)
+        self.shares = shares
+        self.trials_per_family: dict[str, int] = {}
+        self.best_scores: dict[str, float] = {}
         if not self.study.trials:
-            self._enqueue_defaults()
+            default_queue = [(name, family.default_params(task)) for name, family in self.families.items()]
+            self._enqueue(first_configs if first_configs is not None else default_queue)
+        self._queued = len(self.study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
+        for trial in self.study.get_trials(deepcopy=False):
+            if trial.state != TrialState.WAITING:
+                self._note_asked(trial.params[FAMILY_PARAM])
+                self._note_score(trial.params[FAMILY_PARAM], trial.value)
 
-    def _enqueue_defaults(self) -> None:
-        for name, family in self.families.items():
-            defaults = family.default_params(self.task)
-            self.study.enqueue_trial({FAMILY_PARAM: name, **{f"{name}.{k}": v for k, v in defaults.items()}})
+    def _enqueue(self, configs: list[tuple[str, dict[str, Any]]]) -> None:
+        """Queue (family, params) pairs to be tried, in order, before TPE samples anything."""
+        for name, params in configs:
+            self.study.enqueue_trial({FAMILY_PARAM: name, **{f"{name}.{k}": v for k, v in params.items()}})
 
     def _propose(self, trial: optuna.Trial) -> tuple[str, dict[str, Any]]:
         name = trial.suggest_categorical(FAMILY_PARAM, list(self.families))
@@ -125,9 +138,29 @@ class Search:
         gpus = self.gpus_per_trial if self.families[family].uses_gpu else 0
         return {"num_cpus": self.cpus_per_trial, "num_gpus": gpus}
 
+    def _note_asked(self, family: str) -> None:
+        self.trials_per_family[family] = self.trials_per_family.get(family, 0) + 1
+
+    def _note_score(self, family: str, score: float | None) -> None:
+        """Keep each family's best completed score, for the budget shares."""
+        best = self.best_scores.get(family)
+        if score is not None and np.isfinite(score) and (best is None or self.metric.is_better(score, best)):
+            self.best_scores[family] = score
+
+    def _ask(self) -> optuna.Trial:
+        """The next queued portfolio configuration; after those, a trial of the family
+        furthest below its budget share (or of TPE's choice, without shares)."""
+        if self._queued:
+            self._queued -= 1
+        elif self.shares is not None:
+            self.study.enqueue_trial({FAMILY_PARAM: self.shares.next_family(self.best_scores,
+                                                                            self.trials_per_family)})
+        return self.study.ask()
+
     def _submit(self, executor: Executor, payload: Any, trial_fn: Callable) -> tuple[Any, _Running]:
-        trial = self.study.ask()
+        trial = self._ask()
         family, params = self._propose(trial)
+        self._note_asked(family)
         spec = TrialSpec(trial.number, family, params, self.metric.name, self.seed, self.cpus_per_trial,
                          executor.report_link(trial.number))
         handle = executor.submit(trial_fn, payload, spec, **self.resources(family))
@@ -207,6 +240,8 @@ class Search:
             "predict_time_s": outcome.predict_time_s, "error": outcome.error, "host": outcome.host,
             "pid": outcome.pid, "node_id": outcome.node_id, "resources": outcome.resources,
             "started_at": outcome.started_at, "ended_at": outcome.ended_at})
+        if outcome.status == COMPLETE:
+            self._note_score(outcome.family, outcome.cv_score)
         if outcome.status == COMPLETE:
             self.study.tell(trial, outcome.cv_score)
         elif outcome.status == PRUNED:

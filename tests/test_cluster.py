@@ -146,8 +146,8 @@ class _GpuFamily(ModelFamily):
     def search_space(self, task):
         return {}
 
-    def default_params(self, task):
-        return {}
+    def portfolio(self, task):
+        return [{}]
 
     def build(self, params, task, n_jobs, seed):
         raise NotImplementedError

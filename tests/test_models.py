@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from functools import cache
 
@@ -108,15 +109,27 @@ def test_registry():
 
 
 @pytest.mark.parametrize("name, task", family_tasks())
-def test_defaults_lie_in_search_space(name, task):
+def test_portfolio_lies_in_search_space(name, task):
     family = get_family(name)
     space = family.search_space(task)
-    defaults = family.default_params(task)
-    assert space and defaults
-    assert set(defaults) <= set(space), set(defaults) - set(space)
-    for key, value in defaults.items():
-        assert isinstance(space[key], BaseDistribution)
-        assert contains(space[key], value), (key, value, space[key])
+    portfolio = family.portfolio(task)
+    assert space and portfolio and family.default_params(task) == portfolio[0]
+    assert len({json.dumps(config, sort_keys=True) for config in portfolio}) == len(portfolio), "a repeat"
+    for config in portfolio:
+        assert set(config) == set(space), set(config) ^ set(space)
+        for key, value in config.items():
+            assert isinstance(space[key], BaseDistribution)
+            assert contains(space[key], value), (key, value, space[key])
+
+
+@pytest.mark.parametrize("name, task", family_tasks())
+def test_every_portfolio_config_fits_and_predicts(name, task):
+    family = get_family(name)
+    X, y = task_data(task)
+    for config in family.portfolio(task):
+        params = {**config, "n_estimators": min(config["n_estimators"], 20)} if "n_estimators" in config else config
+        estimator = family.build(params, task, n_jobs=1, seed=0).fit(X, y)
+        assert np.isfinite(predict_matrix(estimator, X, task, len(np.unique(y)) if task != "regression" else 0)).all()
 
 
 @pytest.mark.parametrize("name, task", family_tasks())

@@ -27,11 +27,20 @@ class ForestFamily(ModelFamily):
             "criterion": CategoricalDistribution(criteria),
         }
 
-    def default_params(self, task: str) -> dict[str, Any]:
-        regression = task == "regression"
-        return {"n_estimators": 200, "max_features": 0.6 if regression else 0.3,
-                "min_samples_leaf": 2 if regression else 1,
-                "criterion": "squared_error" if regression else "gini"}
+    def portfolio(self, task: str) -> list[dict[str, Any]]:
+        if task == "regression":
+            return [
+                # Breiman's advice for regression (a third to two thirds of the features), small leaves.
+                {"n_estimators": 200, "max_features": 0.6, "min_samples_leaf": 2, "criterion": "squared_error"},
+                # AutoGluon's "MSE" forests: every feature at each split, as scikit-learn's default.
+                {"n_estimators": 200, "max_features": 1.0, "min_samples_leaf": 1, "criterion": "squared_error"},
+            ]
+        return [
+            # About sqrt(features) for the usual 5-50 columns, fully grown trees (scikit-learn's defaults).
+            {"n_estimators": 200, "max_features": 0.3, "min_samples_leaf": 1, "criterion": "gini"},
+            # AutoGluon's second forest preset, "Entr": the entropy criterion.
+            {"n_estimators": 200, "max_features": 0.3, "min_samples_leaf": 1, "criterion": "entropy"},
+        ]
 
     def build(self, params: dict[str, Any], task: str, n_jobs: int, seed: int):
         estimator = self.regressor if task == "regression" else self.classifier

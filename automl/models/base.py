@@ -1,8 +1,12 @@
 """The contract every model family follows.
 
 A family owns its estimator, its preprocessing, its Optuna search space and a
-strong default configuration. The space is declarative (Optuna distributions),
-so the search, the planner and the report can read it without running it.
+portfolio: an ordered list of proven configurations, the first being its
+default, which the search tries before it samples anything (a zero-shot
+start, as FLAML and AutoGluon do it), so a tiny budget already yields a strong
+model. Each configuration says where it comes from. The space is declarative
+(Optuna distributions), so the search, the planner and the report can read it
+without running it.
 Parameter names are the estimator's own; the search prefixes them with the
 family name inside the study.
 """
@@ -31,8 +35,13 @@ class ModelFamily(ABC):
         """Optuna distributions, keyed by the estimator's parameter names."""
 
     @abstractmethod
+    def portfolio(self, task: str) -> list[dict[str, Any]]:
+        """Proven configurations, best first; every key is in the search space and
+        every value inside its distribution."""
+
     def default_params(self, task: str) -> dict[str, Any]:
-        """A strong configuration to try first; every key is in the search space."""
+        """The configuration tried first: the head of the portfolio."""
+        return self.portfolio(task)[0]
 
     @abstractmethod
     def build(self, params: dict[str, Any], task: str, n_jobs: int, seed: int) -> BaseEstimator:

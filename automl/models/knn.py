@@ -21,8 +21,10 @@ class KNNFamily(ModelFamily):
                 "weights": CategoricalDistribution(("uniform", "distance")),
                 "p": CategoricalDistribution((1, 2))}
 
-    def default_params(self, task: str) -> dict[str, Any]:
-        return {"n_neighbors": 15, "weights": "distance", "p": 2}
+    def portfolio(self, task: str) -> list[dict[str, Any]]:
+        # A smoother neighbourhood than scikit-learn's default, then that default (AutoGluon's "KNNUnif").
+        return [{"n_neighbors": 15, "weights": "distance", "p": 2},
+                {"n_neighbors": 5, "weights": "uniform", "p": 2}]
 
     def build(self, params: dict[str, Any], task: str, n_jobs: int, seed: int):
         estimator = KNeighborsRegressor if task == "regression" else KNeighborsClassifier

@@ -21,8 +21,11 @@ class LinearFamily(ModelFamily):
             return {"alpha": FloatDistribution(1e-3, 1e3, log=True)}
         return {"C": FloatDistribution(1e-3, 100.0, log=True)}
 
-    def default_params(self, task: str) -> dict[str, Any]:
-        return {"alpha": 1.0} if task == "regression" else {"C": 1.0}
+    def portfolio(self, task: str) -> list[dict[str, Any]]:
+        # scikit-learn's default strength, then ten times more regularisation for noisy or wide data.
+        if task == "regression":
+            return [{"alpha": 1.0}, {"alpha": 10.0}]
+        return [{"C": 1.0}, {"C": 0.1}]
 
     def build(self, params: dict[str, Any], task: str, n_jobs: int, seed: int):
         if task == "regression":
