@@ -8,6 +8,7 @@ ensemble and the single models on the leaderboard are judged alike.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -32,12 +33,18 @@ def fold_scores(prediction: np.ndarray, y: np.ndarray, metric: Metric,
 
 
 def select_ensemble(predictions: list[np.ndarray], y: np.ndarray, metric: Metric, rounds: int,
-                    valid_sets: list[np.ndarray]) -> EnsembleSelection:
-    """Weights for ``predictions`` (out-of-fold arrays over all rows), judged on ``valid_sets``."""
+                    valid_sets: list[np.ndarray], time_limit_s: float = float("inf")) -> EnsembleSelection:
+    """Weights for ``predictions`` (out-of-fold arrays over all rows), judged on ``valid_sets``.
+
+    Every round leaves a valid ensemble, so past ``time_limit_s`` the selection
+    stops after the round under way (a fit's budget is fixed; more rounds only refine)."""
+    started = time.monotonic()
     counts = np.zeros(len(predictions), dtype=int)
     blend = np.zeros_like(predictions[0], dtype=float)
     best: list[float] = []
     for step in range(1, rounds + 1):
+        if best and time.monotonic() - started > time_limit_s:
+            break
         trials = [fold_scores((blend * (step - 1) + candidate) / step, y, metric, valid_sets)
                   for candidate in predictions]
         means = [np.mean(scores) for scores in trials]

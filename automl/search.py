@@ -1,10 +1,12 @@
 """The hyperparameter search: one Optuna study per run, driven by ask/tell.
 
-The planner's portfolio queue (proven configurations, the families taking
-turns) is enqueued first, then TPE (multivariate, grouped by family, with the
-constant liar so parallel trials spread out) proposes the rest. Workers report running fold scores to the driver, which
-records them in the study and answers with the pruner's verdict, so a hopeless
-trial stops after a fold or two.
+Every family's first portfolio configuration is tried first. Then the budget
+shares pick the family of each trial, which runs the family's next portfolio
+configuration or, once those are spent, one TPE proposes (multivariate,
+grouped by family, with the constant liar so parallel trials spread out).
+Workers report running fold scores to the driver, which records them in the
+study and answers with the pruner's verdict, so a hopeless trial stops after
+a fold or two.
 """
 
 from __future__ import annotations
@@ -98,7 +100,7 @@ class Search:
     def __init__(self, families: list[ModelFamily], task: str, metric: Metric, storage: str,
                  study_name: str, seed: int, cpus_per_trial: int = 1, gpus_per_trial: float = 0,
                  max_trials: int | None = None, trial_time_limit_s: float = float("inf"),
-                 first_configs: list[tuple[str, dict[str, Any]]] | None = None,
+                 portfolios: dict[str, list[dict[str, Any]]] | None = None,
                  shares: FamilyShares | None = None):
         self.families = {family.name: family for family in families}
         self.task = task
@@ -112,16 +114,21 @@ class Search:
                                          direction=metric.direction,
                                          sampler=make_sampler(seed), pruner=make_pruner(), load_if_exists=True)
         self.shares = shares
+        portfolios = portfolios or {name: [family.default_params(task)] for name, family in self.families.items()}
+        self.untried = {name: list(portfolios.get(name, [])) for name in self.families}
+        """Each family's portfolio configurations not yet asked for, in order."""
         self.trials_per_family: dict[str, int] = {}
         self.best_scores: dict[str, float] = {}
         if not self.study.trials:
-            default_queue = [(name, family.default_params(task)) for name, family in self.families.items()]
-            self._enqueue(first_configs if first_configs is not None else default_queue)
+            self._enqueue([(name, configs.pop(0)) for name, configs in self.untried.items() if configs])
         self._queued = len(self.study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
-        for trial in self.study.get_trials(deepcopy=False):
+        for trial in self.study.get_trials(deepcopy=False):  # a resumed study: its history counts
             if trial.state != TrialState.WAITING:
-                self._note_asked(trial.params[FAMILY_PARAM])
-                self._note_score(trial.params[FAMILY_PARAM], trial.value)
+                name = trial.params[FAMILY_PARAM]
+                self._note_asked(name)
+                self._note_score(name, trial.value)
+                tried = {key.split(".", 1)[1]: value for key, value in trial.params.items() if key != FAMILY_PARAM}
+                self.untried[name] = [config for config in self.untried.get(name, []) if config != tried]
 
     def _enqueue(self, configs: list[tuple[str, dict[str, Any]]]) -> None:
         """Queue (family, params) pairs to be tried, in order, before TPE samples anything."""
@@ -148,13 +155,15 @@ class Search:
             self.best_scores[family] = score
 
     def _ask(self) -> optuna.Trial:
-        """The next queued portfolio configuration; after those, a trial of the family
-        furthest below its budget share (or of TPE's choice, without shares)."""
+        """A queued trial (every family's first configuration); after those, a trial of the
+        family furthest below its budget share: its next portfolio configuration, or
+        TPE's proposal. Without shares, TPE also picks the family."""
         if self._queued:
             self._queued -= 1
         elif self.shares is not None:
-            self.study.enqueue_trial({FAMILY_PARAM: self.shares.next_family(self.best_scores,
-                                                                            self.trials_per_family)})
+            name = self.shares.next_family(self.best_scores, self.trials_per_family)
+            config = self.untried[name].pop(0) if self.untried[name] else {}
+            self._enqueue([(name, config)])
         return self.study.ask()
 
     def _submit(self, executor: Executor, payload: Any, trial_fn: Callable) -> tuple[Any, _Running]:

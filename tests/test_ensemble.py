@@ -132,6 +132,18 @@ def test_one_round_picks_the_best_single(rng):
     assert selection.score == pytest.approx(min(singles))
 
 
+def test_past_its_time_limit_the_selection_keeps_what_it_has(rng):
+    y = rng.normal(0, 3, size=N)
+    a, b = y + rng.normal(0, 1.0, N), y + rng.normal(0, 1.0, N)
+    metric = get_metric("rmse", "regression")
+    valids = valid_sets("regression", y)
+    unlimited = select_ensemble([a, b], y, metric, rounds=25, valid_sets=valids)
+    assert len(unlimited.weights) == 2
+    stopped = select_ensemble([a, b], y, metric, rounds=25, valid_sets=valids, time_limit_s=0.0)
+    assert len(stopped.weights) == 1  # one round: the best single, a valid ensemble
+    check_selection(stopped, [a, b], y, metric, valids)
+
+
 def test_direction_matters(rng):
     """The same candidates, judged by a loss and by its negation, pick opposite ends."""
     y = rng.normal(size=N)

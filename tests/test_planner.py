@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from automl.metrics import get_metric
 from automl.models import get_family
-from automl.planner import FamilyShares, plan, portfolio_queue
+from automl.planner import FamilyShares, plan
 from automl.search import Search
 from automl.spec import build_spec
 from automl.trial import COMPLETE, TrialOutcome
@@ -15,20 +15,10 @@ def _spec(time_s=60, include=None):
                        "models": {"include": include}})
 
 
-def test_portfolio_queue_lets_families_take_turns():
-    lightgbm, linear, knn = (get_family(n) for n in ("lightgbm", "linear", "knn"))
-    queue = portfolio_queue([lightgbm, linear, knn], "binary")
-    names = [name for name, _ in queue]
-    assert names[:3] == ["lightgbm", "linear", "knn"]  # every family's best-known configuration first
-    assert names[3:6] == ["lightgbm", "linear", "knn"]
-    assert names.count("lightgbm") == len(lightgbm.portfolio("binary"))
-    assert [params for name, params in queue if name == "lightgbm"] == lightgbm.portfolio("binary")
-
-
-def test_plan_queues_the_portfolio_of_the_chosen_families_only():
+def test_plan_carries_the_portfolios_of_the_chosen_families_only():
     chosen = plan(_spec(include=["linear", "knn"]), "regression", 500, 5, 5)
-    assert {name for name, _ in chosen.portfolio} == {"linear", "knn"}
-    assert chosen.describe()["portfolio"][:2] == ["linear", "knn"]
+    assert chosen.portfolios == {name: get_family(name).portfolio("regression") for name in ("linear", "knn")}
+    assert chosen.describe()["portfolio_sizes"] == {"linear": 2, "knn": 2}
 
 
 def test_shares_halve_with_each_rank_and_follow_the_metric_direction():
@@ -86,21 +76,39 @@ class _InstantExecutor:
         pass
 
 
-def test_search_runs_the_portfolio_then_tunes_the_winning_family_most(tmp_path):
+def _search(tmp_path, families, max_trials, shares=True):
+    run_plan = plan(_spec(include=[f.name for f in families]), "binary", 1000, 5, 5)
+    return Search(families, "binary", get_metric("roc_auc", "binary"), f"sqlite:///{tmp_path / 's.db'}", "s",
+                  seed=0, max_trials=max_trials, portfolios=run_plan.portfolios,
+                  shares=FamilyShares(families, True) if shares else None)
+
+
+def test_search_tries_each_family_first_then_gives_the_winner_its_portfolio_and_the_most_trials(tmp_path):
     families = [get_family(n) for n in ("lightgbm", "linear", "knn")]
-    metric = get_metric("roc_auc", "binary")
-    run_plan = plan(_spec(include=["lightgbm", "linear", "knn"]), "binary", 1000, 5, 5)
-    search = Search(families, "binary", metric, f"sqlite:///{tmp_path / 's.db'}", "s", seed=0, max_trials=60,
-                    first_configs=run_plan.portfolio, shares=FamilyShares(families, True))
     executor = _InstantExecutor({"lightgbm": 0.7, "linear": 0.9, "knn": 0.8})
-    search.run(executor, None, deadline=lambda: float("inf"))
-    families_run = [o.family for o in executor.done]
-    queued = len(run_plan.portfolio)
-    assert [(o.family, o.params) for o in executor.done[:queued]] == run_plan.portfolio
-    tuned = families_run[queued:]
-    assert tuned.count("linear") > tuned.count("knn") > tuned.count("lightgbm")
+    _search(tmp_path, families, max_trials=60).run(executor, None, deadline=lambda: float("inf"))
+    ran = [(o.family, o.params) for o in executor.done]
+    assert ran[:3] == [(f.name, f.default_params("binary")) for f in families]
+    # the winner's next trial is its second proven configuration, not a sampled one
+    assert ran[3] == ("linear", get_family("linear").portfolio("binary")[1])
+    names = [name for name, _ in ran[3:]]
+    assert names.count("linear") > names.count("knn") > names.count("lightgbm")
     # by the end, each family's share of the trial cost is close to its target
-    cost = {f.name: f.relative_cost * families_run.count(f.name) for f in families}
+    cost = {f.name: f.relative_cost * [n for n, _ in ran].count(f.name) for f in families}
     targets = FamilyShares(families, True).shares(executor.scores)
     for name, target in targets.items():
         assert abs(cost[name] / sum(cost.values()) - target) < 0.1, (name, cost, targets)
+    # the budget went to the winner first: the losers waited for their further entries
+    assert {name for name, _ in ran[3:8]} == {"linear"}
+
+
+def test_a_resumed_search_does_not_repeat_portfolio_configurations(tmp_path):
+    families = [get_family(n) for n in ("linear", "knn")]
+    first = _InstantExecutor({"linear": 0.9, "knn": 0.8})
+    _search(tmp_path, families, max_trials=3).run(first, None, deadline=lambda: float("inf"))
+    again = _InstantExecutor({"linear": 0.9, "knn": 0.8})
+    _search(tmp_path, families, max_trials=6).run(again, None, deadline=lambda: float("inf"))
+    assert len(again.done) == 3
+    portfolio = [("linear", c) for c in get_family("linear").portfolio("binary")]
+    tried = [(o.family, o.params) for o in first.done + again.done]
+    assert all(tried.count(pair) == 1 for pair in portfolio)
