@@ -1,13 +1,15 @@
-"""One fit, end to end: data -> folds -> search on Ray -> ensemble -> refit -> outputs.
+"""One fit, end to end: data -> folds -> search on Ray -> ensemble -> final model -> outputs.
 
 The whole fit ends within ``budget.time_s``: the search stops early enough to
-leave time for the final refit, measured from the trials themselves.
+leave time for the end phase (stopping, ensemble selection, refit, writing),
+measured from the trials themselves.
 
-Final model: the chosen configurations are refit on all training rows rather
-than keeping the k fold models. That gives one model per ensemble member
-(k times smaller and faster to predict), uses every row, and keeps trials light:
-workers never ship fitted models back. Its cost is one extra fit per member,
-which the budget reserves.
+Final model, the same way for every member of the ensemble: the members' own
+fold models, bagged (see ``automl.bagging``), when every member's were small
+enough to keep; they cost no fitting time and are exactly what the ensemble
+was weighted on. Otherwise every member is refit on all training rows, one
+extra fit each, which the search leaves time for; when the time left cannot
+pay for it, the best single trial is the model.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import pandas as pd
 from sklearn.model_selection import train_test_split
 from threadpoolctl import threadpool_limits
 
+from automl import bagging
 from automl.artifact import Member, Predictor, library_versions
 from automl.data import TrainingData, infer_task, load_table, prepare_training
 from automl.ensemble import select_ensemble
@@ -106,6 +109,8 @@ class Run:
         self.outcomes: list[TrialOutcome] = []
         self.timings: dict[str, float] = {}
         self.ensemble_note = "not tried"
+        self.final_model = ""
+        """How the members were made: "bagged" fold models or "refit" on all rows."""
 
     def elapsed(self) -> float:
         return time.monotonic() - self.started
@@ -125,8 +130,7 @@ class Run:
         likely_members = self.best_outcomes(metric, 3 if self.spec.ensemble.enabled else 1)
         if not likely_members:
             return self.hard_deadline + max(FIRST_RESULT_GRACE_S, self.spec.budget.time_s)
-        reserve = (STOP_MARGIN_S + SELECT_MARGIN_S + WRITE_MARGIN_S
-                   + sum(refit_estimate_s(o, n_folds) for o in likely_members))
+        reserve = STOP_MARGIN_S + SELECT_MARGIN_S + WRITE_MARGIN_S + final_cost_s(likely_members, n_folds)
         return self.hard_deadline - reserve
 
     def search(self, data: TrainingData, folds: Folds, metric: Metric) -> None:
@@ -135,12 +139,16 @@ class Run:
                         study_name=self.spec.name, seed=self.spec.seed, cpus_per_trial=hw.cpus_per_trial,
                         gpus_per_trial=hw.gpus_per_trial if hw.gpus else 0, max_trials=self.spec.budget.max_trials,
                         trial_time_limit_s=self.plan.trial_time_limit_s, portfolios=self.plan.portfolios,
-                        shares=FamilyShares(self.plan.families, metric.higher_is_better))
+                        shares=FamilyShares(self.plan.families, metric.higher_is_better),
+                        max_model_bytes=bagging.MAX_FOLD_MODELS_BYTES)
 
         def record(outcome: TrialOutcome) -> None:
             self.outcomes.append(outcome)
-            best = self.best_outcomes(metric, 1)
-            self.progress.trial_done(outcome, best[0] if best else None, self.hard_deadline - time.monotonic())
+            candidates = self.best_outcomes(metric)
+            for dropped in candidates[ENSEMBLE_CANDIDATES:]:  # only candidates keep their fold models
+                dropped.fold_models = None
+            best = candidates[0] if candidates else None
+            self.progress.trial_done(outcome, best, self.hard_deadline - time.monotonic())
 
         with RayExecutor(hw.ray_address, hw.cpus, hw.gpus, hw.cpus_per_trial) as executor:
             self.timings["ray_start_s"] = self.elapsed() - self.timings["load_s"]
@@ -153,7 +161,7 @@ class Run:
     # -- the final model --------------------------------------------------
     def select_members(self, data: TrainingData, folds: Folds,
                        metric: Metric) -> tuple[list[TrialOutcome], list[float], list[float] | None]:
-        """The ensemble when it beats the best trial and its refit fits in the time left;
+        """The ensemble when it beats the best trial and its final model fits in the time left;
         otherwise the best trial alone (the leaderboard's top single model).
         Returns the members, their weights, and the ensemble's fold scores (None: no ensemble)."""
         ranked = self.best_outcomes(metric)
@@ -168,7 +176,7 @@ class Run:
         selection = select_ensemble([c.oof for c in candidates], data.y, metric, self.spec.ensemble.size,
                                     [valid for _, valid in folds.splits], time_limit_s=SELECT_MARGIN_S)
         members = [candidates[i] for i in selection.weights]
-        cost = sum(refit_estimate_s(m, len(folds)) for m in members)
+        cost = final_cost_s(members, len(folds))
         if len(members) == 1:
             self.ensemble_note = "no blend beat the best single model"
             return best_alone
@@ -179,15 +187,31 @@ class Run:
         self.ensemble_note = f"{len(members)} members"
         return members, list(selection.weights.values()), selection.fold_scores
 
-    def refit(self, data: TrainingData, members: list[TrialOutcome], weights: list[float]) -> list[Member]:
+    def final_members(self, data: TrainingData, members: list[TrialOutcome], weights: list[float]) -> list[Member]:
+        """The members' fold models, bagged, when all were kept; otherwise each refit on all rows."""
+        self.final_model = "bagged" if all_bagged(members) else "refit"
         n_jobs = self.spec.hardware.cpus or os.cpu_count() or 1
         fitted = []
         with threadpool_limits(limits=n_jobs):
             for outcome, weight in zip(members, weights, strict=True):
-                estimator = get_family(outcome.family).build(outcome.params, data.task, n_jobs, self.spec.seed)
-                estimator.fit(data.X, data.y)
+                if self.final_model == "bagged":
+                    estimator = bagging.BaggedModel.from_packed(outcome.fold_models, data.task,
+                                                                data.target.n_classes)
+                else:
+                    estimator = get_family(outcome.family).build(outcome.params, data.task, n_jobs, self.spec.seed)
+                    estimator.fit(data.X, data.y)
                 fitted.append(Member(model_name(outcome), outcome.family, outcome.params, weight, estimator))
         return fitted
+
+
+def all_bagged(members: list[TrialOutcome]) -> bool:
+    return all(m.fold_models is not None for m in members)
+
+
+def final_cost_s(members: list[TrialOutcome], n_folds: int) -> float:
+    """Seconds to make the final model from ``members``: nothing when their fold
+    models were all kept, otherwise one fit on all rows each."""
+    return 0.0 if all_bagged(members) else sum(refit_estimate_s(m, n_folds) for m in members)
 
 
 def model_name(outcome: TrialOutcome) -> str:
@@ -282,8 +306,8 @@ def _search_and_finish(run: Run, data: TrainingData, folds: Folds, metric: Metri
     search_end = run.elapsed()
     members, weights, ensemble_scores = run.select_members(data, folds, metric)
     run.timings["select_s"] = run.elapsed() - search_end
-    fitted = run.refit(data, members, weights)
-    run.timings["refit_s"] = run.elapsed() - search_end - run.timings["select_s"]
+    fitted = run.final_members(data, members, weights)
+    run.timings["final_model_s"] = run.elapsed() - search_end - run.timings["select_s"]
     run.timings["search_s"] = search_end - run.timings["load_s"]
     refit_end = run.elapsed()
 
@@ -318,6 +342,7 @@ def _summary(spec: Spec, run: Run, data: TrainingData, metric: Metric, leaderboa
         "cv_score": float(best["cv_score"]),
         "holdout": holdout,
         "ensemble": run.ensemble_note,
+        "final_model": run.final_model,
         "plan": run.plan.describe(),
         "rows": len(data.y),
         "dropped_rows_missing_target": data.n_dropped_rows,

@@ -101,7 +101,7 @@ class Search:
                  study_name: str, seed: int, cpus_per_trial: int = 1, gpus_per_trial: float = 0,
                  max_trials: int | None = None, trial_time_limit_s: float = float("inf"),
                  portfolios: dict[str, list[dict[str, Any]]] | None = None,
-                 shares: FamilyShares | None = None):
+                 shares: FamilyShares | None = None, max_model_bytes: int = 0):
         self.families = {family.name: family for family in families}
         self.task = task
         self.metric = metric
@@ -114,6 +114,7 @@ class Search:
                                          direction=metric.direction,
                                          sampler=make_sampler(seed), pruner=make_pruner(), load_if_exists=True)
         self.shares = shares
+        self.max_model_bytes = max_model_bytes
         portfolios = portfolios or {name: [family.default_params(task)] for name, family in self.families.items()}
         self.untried = {name: list(portfolios.get(name, [])) for name in self.families}
         """Each family's portfolio configurations not yet asked for, in order."""
@@ -171,7 +172,7 @@ class Search:
         family, params = self._propose(trial)
         self._note_asked(family)
         spec = TrialSpec(trial.number, family, params, self.metric.name, self.seed, self.cpus_per_trial,
-                         executor.report_link(trial.number))
+                         executor.report_link(trial.number), self.max_model_bytes)
         handle = executor.submit(trial_fn, payload, spec, **self.resources(family))
         return handle, _Running(trial, spec, time.monotonic())
 

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 from threadpoolctl import threadpool_limits
 
+from automl.bagging import pack_fold_models
 from automl.data import TrainingData
 from automl.metrics import get_metric
 from automl.models import get_family
@@ -40,6 +41,8 @@ class TrialSpec:
     n_jobs: int = 1
     pruning: Any = None
     """A picklable object whose ``connect()`` returns a Reporter, or None."""
+    max_model_bytes: int = 0
+    """Return the fold models (serialised) when they take at most this many bytes; 0: never."""
 
 
 @dataclass
@@ -59,6 +62,8 @@ class TrialOutcome:
     resources: dict[str, float] = field(default_factory=dict)
     started_at: float = 0.0
     ended_at: float = 0.0
+    fold_models: list[bytes] | None = None
+    """The k fitted fold models, pickled, when the trial completed and they were small enough."""
 
     @property
     def cv_score(self) -> float:
@@ -99,10 +104,12 @@ def _cross_validate(data: TrainingData, folds: Folds, spec: TrialSpec, outcome: 
     metric = get_metric(spec.metric, data.task)
     reporter = spec.pruning.connect() if spec.pruning is not None else None
     oof = empty_oof(data.task, len(data.y), data.target.n_classes)
+    models = []
     for step, (train_idx, valid_idx) in enumerate(folds.splits):
         estimator = family.build(spec.params, data.task, spec.n_jobs, spec.seed)
         started = time.perf_counter()
         estimator.fit(data.X.iloc[train_idx], data.y[train_idx])
+        models.append(estimator)
         fitted = time.perf_counter()
         prediction = predict_matrix(estimator, data.X.iloc[valid_idx], data.task, data.target.n_classes)
         outcome.fit_time_s += fitted - started
@@ -113,3 +120,5 @@ def _cross_validate(data: TrainingData, folds: Folds, spec: TrialSpec, outcome: 
             outcome.status = PRUNED
             return
     outcome.oof = oof
+    if spec.max_model_bytes:
+        outcome.fold_models = pack_fold_models(models, spec.max_model_bytes)

@@ -30,7 +30,11 @@ from tests.conftest import automl_cli, write_spec
 
 LOOPBACK = "127.0.0.2"
 RAY = str(Path(sys.executable).parent / "ray")
-CLUSTER_ENV = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "token"}
+CLUSTER_ENV = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "token",
+               # Ray declares a lost node dead after 5 failed health checks 3 s apart; until then the
+               # tasks it spilled there hang. Check faster so a 30 s run sees the node go.
+               "RAY_health_check_period_ms": "500", "RAY_health_check_timeout_ms": "1000",
+               "RAY_health_check_failure_threshold": "3"}
 
 
 def _free_port() -> int:

@@ -1,0 +1,57 @@
+"""Bagged fold models: the k models a trial fit during cross-validation, kept as one.
+
+A trial's fold models are what its out-of-fold predictions came from, so an
+ensemble weighted on those predictions is exactly the ensemble that predicts
+when its members are the fold models (as AutoGluon bags). Keeping them costs
+no fitting time, where a refit on all rows costs one fit per member. Workers
+return them serialised, and only while small enough to ship
+(MAX_FOLD_MODELS_BYTES): a large forest is refit instead.
+"""
+
+from __future__ import annotations
+
+import pickle
+from typing import Any
+
+import numpy as np
+
+MAX_FOLD_MODELS_BYTES = 32 * 2**20
+"""Fold models of one trial above this size are not kept (they would crowd the object store)."""
+
+
+def pack_fold_models(models: list[Any], limit: int = MAX_FOLD_MODELS_BYTES) -> list[bytes] | None:
+    """Each model pickled; None as soon as their total passes ``limit``."""
+    packed, total = [], 0
+    for model in models:
+        blob = pickle.dumps(model, protocol=pickle.HIGHEST_PROTOCOL)
+        total += len(blob)
+        if total > limit:
+            return None
+        packed.append(blob)
+    return packed
+
+
+class BaggedModel:
+    """Averages the predictions of k fold models; predicts like one estimator.
+
+    ``classes_`` covers every class even when a fold never saw one, so the
+    probabilities line up with the run's class order."""
+
+    def __init__(self, models: list[Any], task: str, n_classes: int):
+        self.models = models
+        self.task = task
+        self.classes_ = np.arange(n_classes)
+
+    @classmethod
+    def from_packed(cls, packed: list[bytes], task: str, n_classes: int) -> BaggedModel:
+        return cls([pickle.loads(blob) for blob in packed], task, n_classes)
+
+    def predict_proba(self, X) -> np.ndarray:
+        from automl.trial import predict_matrix
+
+        return np.mean([predict_matrix(m, X, self.task, len(self.classes_)) for m in self.models], axis=0)
+
+    def predict(self, X) -> np.ndarray:
+        if self.task == "regression":
+            return np.mean([np.asarray(m.predict(X), dtype=float) for m in self.models], axis=0)
+        return self.classes_[np.argmax(self.predict_proba(X), axis=1)]

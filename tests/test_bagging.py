@@ -1,0 +1,57 @@
+"""Bagged fold models: packing under a size limit, averaging, and the final model a fit chooses."""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn.datasets import make_classification
+from sklearn.linear_model import LinearRegression, LogisticRegression
+
+from automl import AutoML, bagging
+from automl.bagging import BaggedModel, pack_fold_models
+from automl.trial import predict_matrix
+
+
+def test_pack_keeps_models_under_the_limit_only():
+    models = [LinearRegression().fit([[0.0], [1.0]], [0.0, 2.0]) for _ in range(3)]
+    packed = pack_fold_models(models)
+    assert len(packed) == 3 and all(isinstance(blob, bytes) for blob in packed)
+    assert pack_fold_models(models, limit=len(packed[0]) * 2) is None  # the third passes the limit
+    restored = BaggedModel.from_packed(packed, "regression", 0)
+    np.testing.assert_allclose(restored.predict([[3.0]]), [6.0])
+
+
+def test_bagged_probabilities_average_the_folds_and_keep_every_class():
+    X, y = make_classification(n_samples=300, n_classes=3, n_informative=4, random_state=0)
+    full = LogisticRegression(max_iter=500).fit(X, y)
+    no_class_2 = LogisticRegression(max_iter=500).fit(X[y != 2], y[y != 2])  # a fold that never saw class 2
+    bagged = BaggedModel([full, no_class_2], "multiclass", n_classes=3)
+    proba = predict_matrix(bagged, X, "multiclass", 3)
+    expected = (predict_matrix(full, X, "multiclass", 3) + predict_matrix(no_class_2, X, "multiclass", 3)) / 2
+    np.testing.assert_allclose(proba, expected)
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0)
+    assert (proba[:, 2] <= full.predict_proba(X)[:, 2]).all()  # the blind fold gives class 2 nothing
+    np.testing.assert_array_equal(bagged.predict(X), np.argmax(expected, axis=1))
+
+
+def _fit(tmp_path, frame):
+    return AutoML(target="target", max_trials=6, time_budget_s=60, models=["lightgbm", "linear"], seed=0,
+                  output=tmp_path / "run", verbose=False).fit(frame)
+
+
+def test_a_fit_bags_the_members_fold_models_when_they_were_kept(tmp_path, binary_frame):
+    model = _fit(tmp_path, binary_frame)
+    assert model.summary_["final_model"] == "bagged"
+    folds = model.summary_["folds"]["n"]
+    for member in model.predictor_.members:
+        assert isinstance(member.estimator, BaggedModel) and len(member.estimator.models) == folds
+    assert model.summary_["timings"]["final_model_s"] < 1.0  # nothing was fit again
+    assert model.score(binary_frame) > 0.95  # roc_auc on rows it has seen: a sane model
+
+
+def test_members_too_large_to_keep_are_all_refit(tmp_path, binary_frame, monkeypatch):
+    monkeypatch.setattr(bagging, "MAX_FOLD_MODELS_BYTES", 0)  # keep no fold models
+    model = _fit(tmp_path, binary_frame)
+    assert model.summary_["final_model"] == "refit"
+    assert not any(isinstance(m.estimator, BaggedModel) for m in model.predictor_.members)
+    assert model.predict_proba(binary_frame).shape == (len(binary_frame), 2)
+    assert model.score(binary_frame) > 0.95
