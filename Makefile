@@ -4,9 +4,9 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 BENCH_TIME_S ?= 60
 
-.PHONY: install test demo lint bench bench-quality bench-scaling bench-mlp bench-peers-install clean
+.PHONY: install test demo lint bench bench-quality bench-scaling bench-mlp bench-peers-install browser clean
 
-install: $(BIN)/automl
+install: $(BIN)/automl browser
 
 # The CPU build of torch goes in first (it lies on this machine's disk), so that
 # nothing later pulls a multi-GB CUDA build; then the project and its dev tools.
@@ -16,6 +16,14 @@ $(BIN)/automl: pyproject.toml
 	$(BIN)/python -m pip install --quiet "torch==2.13.0"
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
 	touch $(BIN)/automl
+
+# The report test opens report.html in a real headless Chromium. Debian's package is
+# added where apt-get may run (as root); elsewhere that one test skips and says why.
+browser:
+	@command -v chromium >/dev/null || command -v chromium-browser >/dev/null || \
+	  { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+	    timeout 300 apt-get install -y -qq --no-install-recommends chromium >/dev/null 2>&1; } || \
+	  echo "note: no chromium (not root, or apt-get failed): the report's browser test will skip"
 
 test: install
 	$(BIN)/python -m pytest -q

@@ -31,6 +31,17 @@ def pack_fold_models(models: list[Any], limit: int = MAX_FOLD_MODELS_BYTES) -> l
     return packed
 
 
+def with_threads(model: Any, n_jobs: int) -> Any:
+    """``model`` with the thread counts its family set (``n_jobs`` parameters holding a
+    number, a pipeline's steps included) raised to ``n_jobs``. Those left at None stay:
+    for a ColumnTransformer, say, a number would mean a pool of processes."""
+    if hasattr(model, "get_params"):
+        params = model.get_params(deep=True)
+        keys = [k for k, v in params.items() if (k == "n_jobs" or k.endswith("__n_jobs")) and isinstance(v, int)]
+        model.set_params(**{key: n_jobs for key in keys})
+    return model
+
+
 class BaggedModel:
     """Averages the predictions of k fold models; predicts like one estimator.
 
@@ -43,8 +54,9 @@ class BaggedModel:
         self.classes_ = np.arange(n_classes)
 
     @classmethod
-    def from_packed(cls, packed: list[bytes], task: str, n_classes: int) -> BaggedModel:
-        return cls([pickle.loads(blob) for blob in packed], task, n_classes)
+    def from_packed(cls, packed: list[bytes], task: str, n_classes: int, n_jobs: int = 1) -> BaggedModel:
+        """The fold models, set to predict with ``n_jobs`` threads (workers fit them with one)."""
+        return cls([with_threads(pickle.loads(blob), n_jobs) for blob in packed], task, n_classes)
 
     def predict_proba(self, X) -> np.ndarray:
         from automl.trial import predict_matrix

@@ -20,7 +20,6 @@ from pathlib import Path
 import click
 import pandas as pd
 import typer
-import yaml
 from rich.console import Console
 from rich.table import Table
 
@@ -34,7 +33,9 @@ if not stdout.is_terminal:
 
 
 def print_leaderboard(board: pd.DataFrame, limit: int | None = 20) -> None:
-    columns = ["rank", "model", "family", "cv_score", "cv_std", "fit_time_s", "predict_time_s", "n_trials_family"]
+    columns = ["rank", "model", "family", "train_score", "cv_score", "holdout_score", "cv_std", "fit_time_s",
+               "predict_time_s", "n_trials_family"]
+    columns = [c for c in columns if c in board.columns and not board[c].isna().all()]
     table = Table(*columns)
     shown = board if limit is None else board.head(limit)
     for _, row in shown.iterrows():
@@ -98,17 +99,76 @@ def evaluate(model_dir: Path = typer.Argument(..., help="A model folder or its r
     """Score labelled data with the run's metric and every other metric of its task (JSON)."""
     from automl.artifact import load_predictor
     from automl.data import load_table
-    from automl.metrics import all_scores
+    from automl.evaluate import evaluate as evaluate_model
 
     predictor = load_predictor(model_dir)
+    print(json.dumps(evaluate_model(predictor, load_table(data), str(data)), indent=2))
+
+
+@app.command()
+def profile(data: Path = typer.Argument(..., help="CSV or Parquet data."),
+            target: str = typer.Option(..., "--target", help="The column to predict."),
+            html_out: Path = typer.Option(None, "--html", help="Also write the profile as an HTML page here."),
+            as_json: bool = typer.Option(False, "--json", help="Print JSON instead of tables.")) -> None:
+    """The data quality report: kinds, duplicates, missing values, constant and id-like
+    columns, class balance, leakage suspects, and warnings."""
+    import html
+
+    from automl.data import infer_task, load_table
+    from automl.profile import profile_data, profile_html
+
     frame = load_table(data)
-    if predictor.target_name not in frame.columns:
-        raise InputError(f"{data} has no target column '{predictor.target_name}'")
-    frame = frame[frame[predictor.target_name].notna()]
-    y = predictor.target.encode(frame[predictor.target_name])
-    scores = all_scores(predictor.task, y, predictor.predict_matrix(frame))
-    print(json.dumps({"metric": predictor.metric, "score": scores.get(predictor.metric), "rows": len(frame),
-                      "scores": scores}, indent=2))
+    if target not in frame.columns:
+        raise InputError(f"target column '{target}' is not in {data}")
+    found = profile_data(frame, target, infer_task(frame[target])).to_dict()
+    if html_out is not None:
+        html_out.write_text(f'<!doctype html><html><head><meta charset="utf-8"><title>profile: '
+                            f"{html.escape(data.name)}</title></head><body><h1>Data profile: "
+                            f"{html.escape(data.name)}</h1>{profile_html(found)}</body></html>")
+    if as_json:
+        print(json.dumps(found, indent=2))
+        return
+    table = Table("column", "kind", "missing", "distinct", title=f"{data.name}: {found['rows']} rows, "
+                  f"{found['columns']} columns, task {found['task']}")
+    for name, column in found["column_profiles"].items():
+        table.add_row(name, column["kind"], f"{column['missing_share']:.1%}", str(column["unique"]))
+    stdout.print(table)
+    for warning in found["warnings"] or ["no warnings"]:
+        stdout.print(f"- {warning}", highlight=False)
+
+
+DRIFT_EXIT = 3
+"""``automl drift --fail-on-drift`` exits with this when the verdict is "drift"."""
+
+
+@app.command()
+def drift(model_dir: Path = typer.Argument(..., help="A model folder or its run folder."),
+          data: Path = typer.Argument(..., help="New CSV or Parquet data."),
+          as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+          fail_on_drift: bool = typer.Option(False, "--fail-on-drift",
+                                             help=f"Exit {DRIFT_EXIT} when the verdict is drift.")) -> None:
+    """Per-column drift of new data against the training data (PSI, and KS for numbers)."""
+    from automl.data import load_table
+    from automl.drift import compare, load_reference
+
+    result = compare(load_reference(model_dir), load_table(data))
+    if as_json:
+        print(json.dumps(result, indent=2))
+    else:
+        table = Table("column", "kind", "psi", "ks", "missing train", "missing new", "level")
+        for row in result["columns"]:
+            ks = "" if row["ks"] is None else f"{row['ks']:.3f}"
+            table.add_row(row["column"] + (" (target)" if row["role"] == "target" else ""), row["kind"],
+                          f"{row['psi']:.3f}", ks, f"{row['missing_share_train']:.1%}",
+                          f"{row['missing_share_new']:.1%}", row["level"])
+        stdout.print(table)
+        stdout.print(f"verdict: {result['verdict']}", highlight=False)
+    if fail_on_drift and result["verdict"] == "drift":
+        raise DriftFound()
+
+
+class DriftFound(Exception):
+    """Raised by ``automl drift --fail-on-drift`` to exit with DRIFT_EXIT."""
 
 
 @app.command()
@@ -131,18 +191,14 @@ def schema() -> None:
 @app.command()
 def init(data: Path = typer.Argument(..., help="CSV or Parquet training data."),
          target: str = typer.Option(..., "--target", help="The column to predict.")) -> None:
-    """Write a starter spec for a dataset (YAML on stdout)."""
+    """Write a commented starter spec for a dataset (YAML on stdout)."""
     from automl.data import infer_task, load_table
-    from automl.metrics import DEFAULT_METRIC
+    from automl.spec import starter_spec
 
     frame = load_table(data)
     if target not in frame.columns:
         raise InputError(f"target column '{target}' is not in {data}")
-    task = infer_task(frame[target])
-    spec = {"name": data.stem, "data": {"train": str(data), "target": target}, "task": task,
-            "metric": DEFAULT_METRIC[task], "budget": {"time_s": 120}, "validation": {"folds": 5},
-            "ensemble": {"enabled": True}, "seed": 0}
-    print(yaml.safe_dump(spec, sort_keys=False), end="")
+    print(starter_spec(data, target, infer_task(frame[target])), end="")
 
 
 def run_command(argv: list[str] | None = None) -> int:
@@ -152,6 +208,8 @@ def run_command(argv: list[str] | None = None) -> int:
     except InputError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except DriftFound:
+        return DRIFT_EXIT
     except click.exceptions.Abort:
         print("aborted", file=sys.stderr)
         return 130

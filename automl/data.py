@@ -76,7 +76,7 @@ def _looks_like_dates(values: pd.Series) -> bool:
     return len(sample) > 0 and sample.map(lambda v: bool(_DATE_LIKE.match(v))).mean() >= 0.9
 
 
-def _parse_datetime(values: pd.Series) -> pd.Series:
+def parse_datetime(values: pd.Series) -> pd.Series:
     if ptypes.is_datetime64_any_dtype(values):
         return values
     return pd.to_datetime(values, errors="coerce", format="mixed")
@@ -169,7 +169,7 @@ class FeatureSchema:
             if kind == CATEGORICAL:
                 info.categories = sorted(_as_strings(X[name]).dropna().unique().tolist())
             elif kind == DATETIME:
-                stamps = _parse_datetime(X[name])
+                stamps = parse_datetime(X[name])
                 parts = _date_parts(stamps)
                 info.date_parts = [p for p in DATE_PARTS if parts[p].nunique(dropna=True) > 1]
             infos.append(info)
@@ -198,7 +198,7 @@ class FeatureSchema:
                 out[info.name] = pd.Series(
                     pd.Categorical(_as_strings(values), categories=info.categories), index=X.index)
             elif info.kind == DATETIME:
-                parts = _date_parts(_parse_datetime(values))
+                parts = _date_parts(parse_datetime(values))
                 for part in info.date_parts:
                     out[f"{info.name}__{part}"] = parts[part]
             elif info.kind == BOOLEAN:
@@ -275,6 +275,8 @@ class TrainingData:
     groups: np.ndarray | None = None
     times: np.ndarray | None = None
     n_dropped_rows: int = 0
+    sensitive: pd.DataFrame | None = None
+    """The ``data.sensitive`` columns of the training rows, as given, for fairness checks."""
 
     @property
     def task(self) -> str:
@@ -288,13 +290,17 @@ def _check_columns(frame: pd.DataFrame, names: list[str], role: str) -> None:
 
 
 def prepare_training(frame: pd.DataFrame, target: str, task: str = "auto", drop: list[str] = (),
-                     groups: str | None = None, time: str | None = None) -> TrainingData:
+                     groups: str | None = None, time: str | None = None,
+                     sensitive: list[str] = ()) -> TrainingData:
     """Split features from target, infer kinds and task, and encode both."""
     if target not in frame.columns:
         shown = ", ".join(map(str, list(frame.columns)[:10]))
         raise InputError(f"target column '{target}' is not in the data (columns: {shown})")
     _check_columns(frame, list(drop), "data.drop")
     _check_columns(frame, [c for c in (groups, time) if c], "data.groups/data.time")
+    _check_columns(frame, list(sensitive), "data.sensitive")
+    if target in sensitive:
+        raise InputError(f"data.sensitive names the target '{target}'; list the columns that define groups")
     if groups and time:
         raise InputError("set data.groups or data.time, not both: folds are either grouped or time-ordered")
     labelled = frame[frame[target].notna()]
@@ -315,7 +321,8 @@ def prepare_training(frame: pd.DataFrame, target: str, task: str = "auto", drop:
         schema=schema,
         target=encoder,
         groups=labelled[groups].to_numpy() if groups else None,
-        times=_parse_datetime(labelled[time]).to_numpy() if time and not ptypes.is_numeric_dtype(labelled[time])
+        times=parse_datetime(labelled[time]).to_numpy() if time and not ptypes.is_numeric_dtype(labelled[time])
         else (labelled[time].to_numpy() if time else None),
         n_dropped_rows=len(frame) - len(labelled),
+        sensitive=labelled[list(sensitive)].reset_index(drop=True) if sensitive else None,
     )

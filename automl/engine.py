@@ -18,7 +18,7 @@ import json
 import os
 import shutil
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -29,18 +29,32 @@ from threadpoolctl import threadpool_limits
 
 from automl import bagging
 from automl.artifact import Member, Predictor, library_versions
+from automl.assess import (
+    Diagnostics,
+    FittedMembers,
+    Importance,
+    feature_importance,
+    gap_warnings,
+    holdout_scores,
+    score_or_nan,
+    weighted_mean,
+)
 from automl.data import TrainingData, infer_task, load_table, prepare_training
+from automl.drift import build_reference, save_reference
 from automl.ensemble import select_ensemble
 from automl.errors import InputError
+from automl.evaluate import scores_of
 from automl.execution import RayExecutor
-from automl.metrics import Metric, all_scores, get_metric
+from automl.fairness import fairness_report
+from automl.metrics import Metric, get_metric
 from automl.models import get_family
 from automl.planner import FamilyShares, Plan, plan
+from automl.profile import DataProfile, profile_data
 from automl.progress import Progress
 from automl.report import write_report
 from automl.search import Search, storage_url
 from automl.spec import IN_MEMORY, Spec
-from automl.trial import COMPLETE, PRUNED, TrialOutcome
+from automl.trial import COMPLETE, PRUNED, TrialOutcome, Workload
 from automl.validation import Folds, make_folds
 
 RUN_FILES = ("study.db", "study.db-wal", "study.db-shm", "leaderboard.csv", "run.json", "report.html", "model")
@@ -51,6 +65,8 @@ SELECT_MARGIN_S = 1.0
 WRITE_MARGIN_S = 1.5
 """Kept back at the very end for writing the model, leaderboard, run.json and report
 (0.5 s measured; up to 1.4 s more when the report's plotting library is not yet imported)."""
+IMPORTANCE_SHARE, IMPORTANCE_MIN_S, IMPORTANCE_MAX_S = 0.05, 1.0, 10.0
+"""Permutation importance gets this share of the budget, within these bounds (it is reserved)."""
 ENSEMBLE_CANDIDATES = 10
 FIRST_RESULT_GRACE_S = 60.0
 
@@ -130,10 +146,12 @@ class Run:
         likely_members = self.best_outcomes(metric, 3 if self.spec.ensemble.enabled else 1)
         if not likely_members:
             return self.hard_deadline + max(FIRST_RESULT_GRACE_S, self.spec.budget.time_s)
-        reserve = STOP_MARGIN_S + SELECT_MARGIN_S + WRITE_MARGIN_S + final_cost_s(likely_members, n_folds)
+        reserve = (STOP_MARGIN_S + SELECT_MARGIN_S + WRITE_MARGIN_S + importance_limit_s(self.spec)
+                   + final_cost_s(likely_members, n_folds))
         return self.hard_deadline - reserve
 
-    def search(self, data: TrainingData, folds: Folds, metric: Metric) -> None:
+    def search(self, workload: Workload, metric: Metric) -> None:
+        data, folds = workload.data, workload.folds
         hw = self.spec.hardware
         search = Search(self.plan.families, data.task, metric, storage_url(str(self.output_dir / "study.db")),
                         study_name=self.spec.name, seed=self.spec.seed, cpus_per_trial=hw.cpus_per_trial,
@@ -152,7 +170,7 @@ class Run:
 
         with RayExecutor(hw.ray_address, hw.cpus, hw.gpus, hw.cpus_per_trial) as executor:
             self.timings["ray_start_s"] = self.elapsed() - self.timings["load_s"]
-            payload = executor.put((data, folds))
+            payload = executor.put(workload)
             all_outcomes = search.run(executor, payload, lambda: self.search_deadline(metric, len(folds)), record)
             loop_end = self.elapsed()
         self.outcomes = all_outcomes  # with the trials cancelled at the deadline
@@ -196,7 +214,7 @@ class Run:
             for outcome, weight in zip(members, weights, strict=True):
                 if self.final_model == "bagged":
                     estimator = bagging.BaggedModel.from_packed(outcome.fold_models, data.task,
-                                                                data.target.n_classes)
+                                                                data.target.n_classes, n_jobs)
                 else:
                     estimator = get_family(outcome.family).build(outcome.params, data.task, n_jobs, self.spec.seed)
                     estimator.fit(data.X, data.y)
@@ -218,8 +236,10 @@ def model_name(outcome: TrialOutcome) -> str:
     return f"{outcome.family}_{outcome.number}"
 
 
-def _ensemble_row(members: list[TrialOutcome], weights: list[float], fold_scores: list[float]) -> dict:
-    return {"model": "ensemble", "family": "ensemble", "cv_score": float(np.mean(fold_scores)),
+def _ensemble_row(members: list[TrialOutcome], weights: list[float], fold_scores: list[float],
+                  holdout_score: float) -> dict:
+    return {"model": "ensemble", "family": "ensemble", "train_score": float("nan"),
+            "cv_score": float(np.mean(fold_scores)), "holdout_score": holdout_score,
             "cv_std": float(np.std(fold_scores)),
             "fit_time_s": round(sum(m.fit_time_s for m in members), 3),
             "predict_time_s": round(sum(m.predict_time_s for m in members), 3),
@@ -228,9 +248,15 @@ def _ensemble_row(members: list[TrialOutcome], weights: list[float], fold_scores
             "trial": -1}
 
 
-def build_leaderboard(outcomes: list[TrialOutcome], metric: Metric, ensemble_row: dict | None) -> pd.DataFrame:
+def build_leaderboard(outcomes: list[TrialOutcome], metric: Metric, ensemble_row: dict | None,
+                      holdout: dict[int, float] | None = None) -> pd.DataFrame:
+    """One row per completed trial (and the ensemble), best CV score first. ``train_score``
+    is the fold models' mean score on their own training rows; ``holdout_score`` their
+    mean prediction's score on the holdout (NaN without one)."""
+    holdout = holdout or {}
     per_family = pd.Series([o.family for o in outcomes]).value_counts().to_dict()
-    rows = [{"model": model_name(o), "family": o.family, "cv_score": o.cv_score, "cv_std": o.cv_std,
+    rows = [{"model": model_name(o), "family": o.family, "train_score": o.train_score, "cv_score": o.cv_score,
+             "holdout_score": holdout.get(o.number, float("nan")), "cv_std": o.cv_std,
              "fit_time_s": round(o.fit_time_s, 3), "predict_time_s": round(o.predict_time_s, 3),
              "n_trials_family": per_family[o.family], "params": json.dumps(o.params, sort_keys=True),
              "trial": o.number}
@@ -244,35 +270,60 @@ def build_leaderboard(outcomes: list[TrialOutcome], metric: Metric, ensemble_row
     return board
 
 
-def _holdout_scores(predictor: Predictor, test: pd.DataFrame, spec: Spec, metric: Metric) -> dict[str, Any]:
-    target = spec.data.target
-    test = test[test[target].notna()]
-    y = predictor.target.encode(test[target])
-    prediction = predictor.predict_matrix(test)
-    scores = all_scores(predictor.task, y, prediction)
-    return {"rows": len(test), "metric": metric.name, "score": scores.get(metric.name), "scores": scores}
+@dataclass
+class Inputs:
+    """A fit's input, checked: everything that can be wrong is found before any work starts."""
+
+    data: TrainingData
+    folds: Folds
+    metric: Metric
+    plan: Plan
+    profile: DataProfile
+    reference: dict[str, Any]
+    """The drift reference of the training rows, kept with the model."""
+    holdout: pd.DataFrame | None
+    """Holdout rows that have a target value, as given."""
+    deduplicated_rows: int = 0
 
 
-def _load_and_check(spec: Spec, train: pd.DataFrame | None):
-    """Everything that can be wrong with the input, found before any work starts."""
+def _load_and_check(spec: Spec, train: pd.DataFrame | None) -> Inputs:
     if train is None and spec.data.train == IN_MEMORY:
         raise InputError("data.train is required")
     frame = load_table(train if train is not None else spec.data.train)
-    if spec.data.target not in frame.columns:
-        raise InputError(f"target column '{spec.data.target}' is not in the data")
-    task = spec.task if spec.task != "auto" else infer_task(frame[spec.data.target])
+    target = spec.data.target
+    if target not in frame.columns:
+        raise InputError(f"target column '{target}' is not in the data")
+    task = spec.task if spec.task != "auto" else infer_task(frame[target])
     metric = get_metric(spec.metric, task)
+    profile = profile_data(frame, target, task, spec.seed, spec.data.deduplicate)
+    deduplicated = 0
+    if spec.data.deduplicate:  # before the holdout is carved: no row may be in both
+        deduplicated = int(frame.duplicated().sum())
+        frame = frame.drop_duplicates()
     frame, holdout = _split_holdout(frame, spec, task)
-    data = prepare_training(frame, spec.data.target, task, spec.data.drop, spec.data.groups, spec.data.time)
+    data = prepare_training(frame, target, task, spec.data.drop, spec.data.groups, spec.data.time,
+                            spec.data.sensitive)
     folds = make_folds(task, data.y, spec.validation.folds, spec.seed, data.groups, data.times)
     run_plan = plan(spec, task, len(data.y), data.X.shape[1], len(folds))
     if holdout is not None:
-        if spec.data.target not in holdout.columns:
-            raise InputError(f"holdout data has no target column '{spec.data.target}'")
-        labels = holdout[spec.data.target].dropna()
-        data.target.encode(labels)  # a class the training rows never show fails here, not after the search
-        data.schema.transform(holdout)
-    return data, folds, metric, run_plan, holdout
+        holdout = _checked_holdout(holdout, data, spec)
+    reference = build_reference(frame[frame[target].notna()], data.schema, target, task)
+    return Inputs(data, folds, metric, run_plan, profile, reference, holdout, deduplicated)
+
+
+def _checked_holdout(holdout: pd.DataFrame, data: TrainingData, spec: Spec) -> pd.DataFrame:
+    target = spec.data.target
+    if target not in holdout.columns:
+        raise InputError(f"holdout data has no target column '{target}'")
+    missing = [c for c in spec.data.sensitive if c not in holdout.columns]
+    if missing:
+        raise InputError(f"holdout data has no data.sensitive column '{missing[0]}'")
+    holdout = holdout[holdout[target].notna()]
+    if holdout.empty:
+        raise InputError("holdout data has no rows with a target value")
+    data.target.encode(holdout[target])  # a class the training rows never show fails here, not after the search
+    data.schema.transform(holdout)
+    return holdout
 
 
 def run_fit(spec: Spec, train: pd.DataFrame | None = None, overwrite: bool = False,
@@ -284,53 +335,132 @@ def run_fit(spec: Spec, train: pd.DataFrame | None = None, overwrite: bool = Fal
     progress = progress or Progress(enabled=False)
     started = started if started is not None else time.monotonic()
     _existing_run_files(spec.output_dir, overwrite)  # refuse early, before loading anything
-    data, folds, metric, run_plan, holdout = _load_and_check(spec, train)
+    inputs = _load_and_check(spec, train)
+    data = inputs.data
     output_dir = prepare_output_dir(spec.output_dir, overwrite)  # only once the input is known good
-    run = Run(spec, run_plan, output_dir, progress, started)
+    run = Run(spec, inputs.plan, output_dir, progress, started)
     run.timings["load_s"] = run.elapsed()
     progress.start(f"{spec.name}: {data.task}, {len(data.y)} rows, {data.X.shape[1]} features, "
-                   f"metric {metric.name}, families {', '.join(f.name for f in run_plan.families)}, "
+                   f"metric {inputs.metric.name}, families {', '.join(f.name for f in inputs.plan.families)}, "
                    f"budget {spec.budget.time_s:g}s")
-
+    for warning in inputs.profile.warnings:
+        progress.warn(warning)
     try:
-        predictor, leaderboard, summary = _search_and_finish(run, data, folds, metric, holdout)
+        predictor, leaderboard, summary = _search_and_finish(run, inputs)
     finally:
         progress.stop()
     return RunResult(predictor, leaderboard, summary, output_dir)
 
 
-def _search_and_finish(run: Run, data: TrainingData, folds: Folds, metric: Metric,
-                       holdout: pd.DataFrame | None) -> tuple[Predictor, pd.DataFrame, dict[str, Any]]:
-    spec, output_dir = run.spec, run.output_dir
-    run.search(data, folds, metric)
+def _search_and_finish(run: Run, inputs: Inputs) -> tuple[Predictor, pd.DataFrame, dict[str, Any]]:
+    spec, output_dir, data, folds, metric = run.spec, run.output_dir, inputs.data, inputs.folds, inputs.metric
+    holdout_X = data.schema.transform(inputs.holdout) if inputs.holdout is not None else None
+    run.search(Workload(data, folds, holdout_X), metric)
     search_end = run.elapsed()
     members, weights, ensemble_scores = run.select_members(data, folds, metric)
     run.timings["select_s"] = run.elapsed() - search_end
     fitted = run.final_members(data, members, weights)
     run.timings["final_model_s"] = run.elapsed() - search_end - run.timings["select_s"]
     run.timings["search_s"] = search_end - run.timings["load_s"]
-    refit_end = run.elapsed()
+    final_end = run.elapsed()
 
-    ensemble = _ensemble_row(members, weights, ensemble_scores) if ensemble_scores is not None else None
-    leaderboard = build_leaderboard(run.outcomes, metric, ensemble)
     predictor = Predictor(data.schema, data.target, spec.data.target, metric.name, fitted,
                           meta={"spec": spec.model_dump(mode="json")})
     predictor.save(output_dir / "model")
-    holdout = _holdout_scores(predictor, holdout, spec, metric) if holdout is not None else None
+    save_reference(output_dir / "model", inputs.reference)
+    checks = assess_run(run, inputs, predictor, members, weights, holdout_X)
+    ensemble = (_ensemble_row(members, weights, ensemble_scores, checks.ensemble_holdout)
+                if ensemble_scores is not None else None)
+    leaderboard = build_leaderboard(run.outcomes, metric, ensemble, checks.row_holdout)
+    checks.warnings = _gap_warnings(leaderboard, metric, checks.holdout)
+    run.timings["assess_s"] = run.elapsed() - final_end
     run.timings["total_s"] = run.elapsed()
-    summary = _summary(spec, run, data, metric, leaderboard, holdout, folds)
+    summary = _summary(run, inputs, leaderboard, checks)
     leaderboard.to_csv(output_dir / "leaderboard.csv", index=False)
-    write_report(output_dir / "report.html", summary, leaderboard, run.outcomes, metric)
+    write_report(output_dir / "report.html", summary, leaderboard, run.outcomes, metric, checks)
     run.timings["total_s"] = run.elapsed()  # run.json, written last, counts the report too
-    run.timings["write_s"] = run.timings["total_s"] - refit_end
-    summary = _summary(spec, run, data, metric, leaderboard, holdout, folds)
+    run.timings["write_s"] = run.timings["total_s"] - final_end - run.timings["assess_s"]
+    summary = _summary(run, inputs, leaderboard, checks)
     (output_dir / "run.json").write_text(json.dumps(summary, indent=2, default=str))
-    run.progress.finish(leaderboard.iloc[0], holdout, run.elapsed())
+    for warning in checks.warnings:
+        run.progress.warn(warning)
+    run.progress.finish(leaderboard.iloc[0], checks.holdout, run.elapsed())
     return predictor, leaderboard, summary
 
 
-def _summary(spec: Spec, run: Run, data: TrainingData, metric: Metric, leaderboard: pd.DataFrame,
-             holdout: dict | None, folds: Folds) -> dict[str, Any]:
+@dataclass
+class Checks:
+    """What the run learnt about its models after the search (see ``automl.assess``)."""
+
+    holdout: dict[str, Any] | None
+    """The final model's scores on the holdout (None without one)."""
+    row_holdout: dict[int, float]
+    ensemble_holdout: float
+    diagnostics: Diagnostics
+    importance: Importance
+    fairness: dict[str, Any] | None
+    warnings: list[str] = field(default_factory=list)
+
+
+def assess_run(run: Run, inputs: Inputs, predictor: Predictor, members: list[TrialOutcome],
+               weights: list[float], holdout_X: pd.DataFrame | None) -> Checks:
+    """Holdout scores (every trial and the final model), diagnostics, feature importance and
+    fairness: on the holdout when there is one, otherwise out of fold."""
+    data, metric, spec = inputs.data, inputs.metric, run.spec
+    estimators = FittedMembers([m.estimator for m in predictor.members], weights, data.task, data.target.n_classes)
+    if holdout_X is not None:
+        y = data.target.encode(inputs.holdout[spec.data.target])
+        prediction = estimators.predict_matrix(holdout_X)
+        holdout = scores_of(predictor, y, prediction)
+        member_mean = weighted_mean([m.holdout_prediction for m in members], weights)
+        ensemble_holdout = score_or_nan(metric, y, member_mean) if member_mean is not None else float("nan")
+        diagnostics = Diagnostics(y, prediction, "holdout")
+        sensitive = inputs.holdout[spec.data.sensitive].reset_index(drop=True)
+        importance_on = (estimators, holdout_X, y, "holdout")
+    else:
+        covered = inputs.folds.covered
+        holdout, ensemble_holdout = None, float("nan")
+        diagnostics = Diagnostics(data.y[covered], weighted_mean([m.oof for m in members], weights)[covered],
+                                  "out-of-fold predictions")
+        sensitive = data.sensitive[covered].reset_index(drop=True) if data.sensitive is not None else None
+        importance_on = _importance_rows_without_holdout(run, inputs, predictor, weights)
+    time_left = max(0.0, run.hard_deadline - time.monotonic() - WRITE_MARGIN_S)
+    importance = feature_importance(*importance_on, metric=metric, time_limit_s=min(importance_limit_s(spec),
+                                                                                     time_left), seed=spec.seed)
+    fairness = (fairness_report(diagnostics.y, diagnostics.prediction, sensitive, data.task, metric,
+                                diagnostics.source) if spec.data.sensitive else None)
+    row_holdout = holdout_scores(run.outcomes, diagnostics.y, metric) if holdout is not None else {}
+    return Checks(holdout, row_holdout, ensemble_holdout, diagnostics, importance, fairness)
+
+
+def _importance_rows_without_holdout(run: Run, inputs: Inputs, predictor: Predictor, weights: list[float]):
+    """Rows no model saw: the first fold's validation rows, predicted by the members' first
+    fold models when they were bagged; otherwise the training rows, and the source says so."""
+    data = inputs.data
+    if run.final_model == "bagged":
+        train_idx, valid_idx = inputs.folds.splits[0]
+        fold_models = FittedMembers([m.estimator.models[0] for m in predictor.members], weights, data.task,
+                                    data.target.n_classes)
+        return fold_models, data.X.iloc[valid_idx], data.y[valid_idx], "CV fold 1 (rows its models never saw)"
+    all_rows = FittedMembers([m.estimator for m in predictor.members], weights, data.task, data.target.n_classes)
+    return all_rows, data.X, data.y, "training rows (the model was fit on them: importance may be overstated)"
+
+
+def importance_limit_s(spec: Spec) -> float:
+    """Seconds for permutation importance: IMPORTANCE_SHARE of the budget, within bounds."""
+    return min(IMPORTANCE_MAX_S, max(IMPORTANCE_MIN_S, IMPORTANCE_SHARE * spec.budget.time_s))
+
+
+def _gap_warnings(leaderboard: pd.DataFrame, metric: Metric, holdout: dict | None) -> list[str]:
+    """Large gaps of the best model: its train, CV and holdout scores."""
+    best = leaderboard.iloc[0]
+    holdout_score = holdout["score"] if holdout else None
+    return gap_warnings(best["model"], float(best["train_score"]), float(best["cv_score"]), float(best["cv_std"]),
+                        holdout_score, metric)
+
+
+def _summary(run: Run, inputs: Inputs, leaderboard: pd.DataFrame, checks: Checks) -> dict[str, Any]:
+    spec, data, metric, folds = run.spec, inputs.data, inputs.metric, inputs.folds
     counts = pd.Series([o.status for o in run.outcomes]).value_counts().to_dict()
     best = leaderboard.iloc[0]
     return {
@@ -340,22 +470,29 @@ def _summary(spec: Spec, run: Run, data: TrainingData, metric: Metric, leaderboa
         "higher_is_better": metric.higher_is_better,
         "best_model": best["model"],  # what model/ holds: select_members picks the leaderboard's top
         "cv_score": float(best["cv_score"]),
-        "holdout": holdout,
+        "holdout": checks.holdout,
+        "warnings": inputs.profile.warnings + checks.warnings,
+        "large_gap": bool(checks.warnings),
         "ensemble": run.ensemble_note,
         "final_model": run.final_model,
         "plan": run.plan.describe(),
         "rows": len(data.y),
         "dropped_rows_missing_target": data.n_dropped_rows,
+        "deduplicated_rows": inputs.deduplicated_rows,
         "folds": {"kind": folds.kind, "n": len(folds)},
         "columns": data.schema.describe(),
         "classes": data.target.classes,
+        "profile": inputs.profile.to_dict(),
+        "feature_importance": {"source": checks.importance.source, "note": checks.importance.note,
+                               "features": checks.importance.rows},
+        "fairness": checks.fairness,
         "trials": {"total": len(run.outcomes), "complete": counts.get(COMPLETE, 0),
                    "pruned": counts.get(PRUNED, 0), "failed": counts.get("failed", 0)},
         "timings": {k: round(v, 3) for k, v in run.timings.items()} | {"budget_s": spec.budget.time_s},
         "over_budget_s": round(max(0.0, run.timings["total_s"] - spec.budget.time_s), 3),
-        "trial_log": [{"trial": o.number, "family": o.family, "status": o.status, "cv_score": o.cv_score,
-                       "fold_scores": o.fold_scores, "fit_time_s": o.fit_time_s, "host": o.host,
-                       "node_id": o.node_id, "pid": o.pid, "resources": o.resources,
+        "trial_log": [{"trial": o.number, "family": o.family, "status": o.status, "train_score": o.train_score,
+                       "cv_score": o.cv_score, "fold_scores": o.fold_scores, "fit_time_s": o.fit_time_s,
+                       "host": o.host, "node_id": o.node_id, "pid": o.pid, "resources": o.resources,
                        "started_at": o.started_at, "ended_at": o.ended_at, "error": o.error}
                       for o in run.outcomes],
         "spec": spec.model_dump(mode="json"),

@@ -37,6 +37,9 @@ class Progress:
             else:
                 print(message, file=sys.stderr, flush=True)
 
+    def warn(self, message: str) -> None:
+        self._log(f"warning: {message}")
+
     def start(self, message: str) -> None:
         self._log(message)
         if self.interactive:

@@ -48,6 +48,7 @@ class DataSpec(_Section):
     groups: str | None = Field(None, description="Column of group ids -> group k-fold.")
     time: str | None = Field(None, description="Column of times -> time-ordered folds.")
     sensitive: list[str] = Field(default_factory=list, description="Columns for fairness checks.")
+    deduplicate: bool = Field(False, description="Drop exact duplicate training rows before the search.")
 
 
 class BudgetSpec(_Section):
@@ -232,3 +233,48 @@ def load_spec(path: str | Path, overrides: list[str] = ()) -> Spec:
 def json_schema() -> dict[str, Any]:
     """The JSON Schema of the spec, for editors."""
     return Spec.model_json_schema()
+
+
+def starter_spec(data: Path, target: str, task: str) -> str:
+    """A commented spec for ``data``: every section, with the defaults spelled out."""
+    from automl.metrics import DEFAULT_METRIC, metric_names
+    from automl.models import family_names
+
+    def scalar(value: Any) -> str:
+        return yaml.safe_dump(value, default_flow_style=True).strip().removesuffix("...").strip()
+
+    return f"""# automl task spec for {data.name}: run it with `automl fit THIS_FILE`.
+# Paths are relative to this file. Every key below is optional except data.train and data.target.
+name: {scalar(data.stem)}
+data:
+  train: {scalar(str(data))}
+  target: {scalar(target)}
+  # test: holdout.csv             # rows scored at the end, never searched on
+  drop: []                        # columns to ignore (constant and id-like ones are dropped anyway)
+  # groups: column                # rows sharing a value stay in one fold
+  # time: column                  # time-ordered folds
+  sensitive: []                   # columns to report fairness by, e.g. [sex, race]
+  deduplicate: false              # drop exact duplicate rows
+task: {task}                    # auto | binary | multiclass | regression
+metric: {DEFAULT_METRIC[task]}                 # one of: {", ".join(metric_names())}
+budget:
+  time_s: 120                     # wall clock for the whole fit, ensembling included
+  max_trials: null
+validation:
+  folds: 5
+  test_size: null                 # e.g. 0.2 carves a stratified holdout when data.test is absent
+models:
+  include: null                   # null: every family that suits the data; known: {", ".join(family_names())}
+  exclude: []
+ensemble:
+  enabled: true
+  size: 25                        # greedy selection rounds
+hardware:
+  ray_address: null               # null: Ray on this machine; "auto" or "HOST:PORT": a cluster
+  cpus: null                      # null: all there are
+  gpus: 0
+  cpus_per_trial: 1
+  gpus_per_trial: 0
+output: null                      # null: runs/<name>
+seed: 0
+"""

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import pandas as pd
 from threadpoolctl import threadpool_limits
 
 from automl.bagging import pack_fold_models
@@ -23,10 +24,24 @@ from automl.metrics import get_metric
 from automl.models import get_family
 from automl.validation import Folds, empty_oof
 
+TRAIN_SCORE_ROWS = 2000
+"""Each fold model's train score is taken on at most this many of its training rows:
+enough to show overfitting, without doubling the cost of a trial."""
+
 COMPLETE, PRUNED, FAILED = "complete", "pruned", "failed"
 
 Reporter = Callable[[int, float], bool]
 """Called after each fold with (fold index, running mean score); True means stop (pruned)."""
+
+
+@dataclass
+class Workload:
+    """What every trial shares, put into Ray's object store once."""
+
+    data: TrainingData
+    folds: Folds
+    holdout: pd.DataFrame | None = None
+    """Model-ready holdout features, predicted by every fold model; its labels never reach a worker."""
 
 
 @dataclass
@@ -64,6 +79,10 @@ class TrialOutcome:
     ended_at: float = 0.0
     fold_models: list[bytes] | None = None
     """The k fitted fold models, pickled, when the trial completed and they were small enough."""
+    train_scores: list[float] = field(default_factory=list)
+    """Each fold model's score on (a sample of) its own training rows."""
+    holdout_prediction: np.ndarray | None = None
+    """The fold models' mean prediction for the holdout rows, when there is a holdout."""
 
     @property
     def cv_score(self) -> float:
@@ -72,6 +91,11 @@ class TrialOutcome:
     @property
     def cv_std(self) -> float:
         return float(np.std(self.fold_scores)) if self.fold_scores else float("nan")
+
+    @property
+    def train_score(self) -> float:
+        finite = [s for s in self.train_scores if np.isfinite(s)]
+        return float(np.mean(finite)) if finite else float("nan")
 
 
 def predict_matrix(estimator, X, task: str, n_classes: int) -> np.ndarray:
@@ -84,13 +108,12 @@ def predict_matrix(estimator, X, task: str, n_classes: int) -> np.ndarray:
     return full
 
 
-def run_trial(payload: tuple[TrainingData, Folds], spec: TrialSpec) -> TrialOutcome:
-    data, folds = payload
+def run_trial(workload: Workload, spec: TrialSpec) -> TrialOutcome:
     outcome = TrialOutcome(spec.number, spec.family, spec.params, COMPLETE, host=socket.gethostname(),
                            pid=os.getpid(), started_at=time.time())
     try:
         with threadpool_limits(limits=spec.n_jobs):
-            _cross_validate(data, folds, spec, outcome)
+            _cross_validate(workload, spec, outcome)
     except Exception as exc:  # a model's failure is a result to record, not a crash
         outcome.status = FAILED
         outcome.error = f"{type(exc).__name__}: {exc}".splitlines()[0][:500]
@@ -99,26 +122,44 @@ def run_trial(payload: tuple[TrainingData, Folds], spec: TrialSpec) -> TrialOutc
     return outcome
 
 
-def _cross_validate(data: TrainingData, folds: Folds, spec: TrialSpec, outcome: TrialOutcome) -> None:
+def _cross_validate(workload: Workload, spec: TrialSpec, outcome: TrialOutcome) -> None:
+    data, folds, holdout = workload.data, workload.folds, workload.holdout
     family = get_family(spec.family)
     metric = get_metric(spec.metric, data.task)
     reporter = spec.pruning.connect() if spec.pruning is not None else None
     oof = empty_oof(data.task, len(data.y), data.target.n_classes)
-    models = []
+    k = data.target.n_classes
+    models, holdout_predictions = [], []
     for step, (train_idx, valid_idx) in enumerate(folds.splits):
         estimator = family.build(spec.params, data.task, spec.n_jobs, spec.seed)
         started = time.perf_counter()
         estimator.fit(data.X.iloc[train_idx], data.y[train_idx])
         models.append(estimator)
         fitted = time.perf_counter()
-        prediction = predict_matrix(estimator, data.X.iloc[valid_idx], data.task, data.target.n_classes)
+        prediction = predict_matrix(estimator, data.X.iloc[valid_idx], data.task, k)
         outcome.fit_time_s += fitted - started
         outcome.predict_time_s += time.perf_counter() - fitted
         oof[valid_idx] = prediction
         outcome.fold_scores.append(metric.score(data.y[valid_idx], prediction))
-        if reporter is not None and reporter(step, outcome.cv_score):
+        outcome.train_scores.append(_train_score(estimator, data, train_idx, metric))
+        if reporter is not None and reporter(step, float(np.mean(outcome.fold_scores))):
             outcome.status = PRUNED
             return
+        if holdout is not None:
+            holdout_predictions.append(predict_matrix(estimator, holdout, data.task, k))
     outcome.oof = oof
+    if holdout_predictions:
+        outcome.holdout_prediction = np.mean(holdout_predictions, axis=0)
     if spec.max_model_bytes:
         outcome.fold_models = pack_fold_models(models, spec.max_model_bytes)
+
+
+def _train_score(estimator, data: TrainingData, train_idx: np.ndarray, metric) -> float:
+    """The fold model's score on an even sample of its own training rows (NaN where the
+    metric is undefined on the sample, e.g. one class only)."""
+    sample = train_idx[:: max(1, len(train_idx) // TRAIN_SCORE_ROWS)]
+    prediction = predict_matrix(estimator, data.X.iloc[sample], data.task, data.target.n_classes)
+    try:
+        return metric.score(data.y[sample], prediction)
+    except ValueError:
+        return float("nan")

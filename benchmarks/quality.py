@@ -5,7 +5,7 @@ Every system gets the same train and test files from ``../shared/datasets``
 in one run, one system at a time on this machine:
 
 - automl: ``automl fit`` as a user runs it (a subprocess, wall time measured
-  from outside), then ``automl predict`` on the test file;
+  from outside), then the saved model predicts the test file in this process;
 - lgbm, hgb: LightGBM and scikit-learn's HistGradientBoosting with default
   parameters, fit in this process;
 - flaml, autogluon: through ``benchmarks/peers.py`` in the separate benchmark
@@ -33,6 +33,8 @@ import yaml
 from lightgbm import LGBMClassifier, LGBMRegressor
 from sklearn import metrics as skm
 from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
+
+from automl.artifact import load_predictor
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATASETS = ROOT.parent / "shared" / "datasets"
@@ -94,14 +96,16 @@ def run_automl(entry: dict, datasets: Path, time_s: float, workdir: Path) -> dic
     started = time.perf_counter()
     subprocess.run([*automl, "fit", str(spec_path), "--quiet"], check=True, stdout=subprocess.DEVNULL)
     fit_s = time.perf_counter() - started
-    out = workdir / f"{entry['name']}-predictions.csv"
-    proba = [] if entry["task"] == "regression" else ["--proba"]
-    started = time.perf_counter()
-    subprocess.run([*automl, "predict", str(workdir / entry["name"]), str(datasets / entry["test"]), *proba,
-                    "-o", str(out)], check=True)
+    predictor = load_predictor(workdir / entry["name"])
+    test = pd.read_csv(datasets / entry["test"], skipinitialspace=True)
+    started = time.perf_counter()  # in this process, with the model loaded, as the peers are timed
+    if entry["task"] == "regression":
+        predictions = pd.DataFrame({"prediction": predictor.predict(test)})
+    else:
+        predictions = predictor.predict_proba(test)
     predict_s = time.perf_counter() - started
     summary = json.loads((workdir / entry["name"] / "run.json").read_text())
-    return {"predictions": pd.read_csv(out), "fit_s": fit_s, "predict_s": predict_s,
+    return {"predictions": predictions, "fit_s": fit_s, "predict_s": predict_s,
             "best_model": summary["best_model"], "trials": summary["trials"]["total"]}
 
 

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import numpy as np
+from sklearn.compose import make_column_transformer
 from sklearn.datasets import make_classification
+from sklearn.ensemble import RandomForestClassifier
 from sklearn.linear_model import LinearRegression, LogisticRegression
+from sklearn.pipeline import make_pipeline
 
 from automl import AutoML, bagging
 from automl.bagging import BaggedModel, pack_fold_models
@@ -18,6 +21,14 @@ def test_pack_keeps_models_under_the_limit_only():
     assert pack_fold_models(models, limit=len(packed[0]) * 2) is None  # the third passes the limit
     restored = BaggedModel.from_packed(packed, "regression", 0)
     np.testing.assert_allclose(restored.predict([[3.0]]), [6.0])
+
+
+def test_with_threads_raises_numeric_thread_counts_only():
+    pipeline = make_pipeline(make_column_transformer(("passthrough", [0])), RandomForestClassifier(n_jobs=1))
+    bagging.with_threads(pipeline, 4)
+    params = pipeline.get_params(deep=True)
+    assert params["columntransformer__n_jobs"] is None  # a number here would start a pool of processes
+    assert [v for k, v in params.items() if k.endswith("n_jobs") and v is not None] == [4]
 
 
 def test_bagged_probabilities_average_the_folds_and_keep_every_class():

@@ -24,7 +24,7 @@ from automl.errors import InputError
 from automl.metrics import get_metric
 from automl.models import ModelFamily, family_names, get_family
 from automl.models.base import ALL_TASKS
-from automl.trial import COMPLETE, FAILED, PRUNED, TrialSpec, predict_matrix, run_trial
+from automl.trial import COMPLETE, FAILED, PRUNED, TrialSpec, Workload, predict_matrix, run_trial
 from automl.validation import make_folds
 
 N_TRAIN = 160
@@ -281,7 +281,7 @@ def trial_spec(name: str, task: str, **params) -> TrialSpec:
 def test_run_trial_complete(task):
     data, folds = training_data(task)
     spec = trial_spec("lightgbm", task)
-    outcome = run_trial((data, folds), spec)
+    outcome = run_trial(Workload(data, folds), spec)
     assert outcome.status == COMPLETE, outcome.error
     assert outcome.error is None
     assert outcome.number == 3 and outcome.family == "lightgbm" and outcome.params == spec.params
@@ -302,7 +302,7 @@ def test_run_trial_complete(task):
 
 def test_run_trial_learns_something():
     data, folds = training_data("binary")
-    outcome = run_trial((data, folds), trial_spec("linear", "binary"))
+    outcome = run_trial(Workload(data, folds), trial_spec("linear", "binary"))
     assert outcome.status == COMPLETE
     assert outcome.cv_score > 0.8  # roc_auc
 
@@ -311,7 +311,7 @@ def test_run_trial_time_folds_leave_uncovered_rows_nan():
     data, _ = training_data("regression")
     times = np.arange(len(data.y))
     folds = make_folds("regression", data.y, 3, seed=0, times=times)
-    outcome = run_trial((data, folds), trial_spec("linear", "regression"))
+    outcome = run_trial(Workload(data, folds), trial_spec("linear", "regression"))
     assert outcome.status == COMPLETE
     assert len(outcome.fold_scores) == 3
     assert np.isnan(outcome.oof[~folds.covered]).all()
@@ -325,7 +325,7 @@ def test_run_trial_time_folds_leave_uncovered_rows_nan():
 ])
 def test_run_trial_failure_is_recorded_not_raised(name, params, message):
     data, folds = training_data("binary")
-    outcome = run_trial((data, folds), trial_spec(name, "binary", **params))
+    outcome = run_trial(Workload(data, folds), trial_spec(name, "binary", **params))
     assert outcome.status == FAILED
     assert outcome.error and message in outcome.error
     assert "\n" not in outcome.error and len(outcome.error) <= 500
@@ -336,7 +336,7 @@ def test_run_trial_failure_is_recorded_not_raised(name, params, message):
 def test_run_trial_wrong_metric_for_task_fails_cleanly():
     data, folds = training_data("regression")
     spec = TrialSpec(number=0, family="linear", params={"alpha": 1.0}, metric="roc_auc", seed=0)
-    outcome = run_trial((data, folds), spec)
+    outcome = run_trial(Workload(data, folds), spec)
     assert outcome.status == FAILED
     assert InputError.__name__ in outcome.error and "roc_auc" in outcome.error
 
@@ -360,7 +360,7 @@ def test_run_trial_pruned():
     link = StopAfterFirstFold()
     spec = TrialSpec(number=1, family="linear", params={"C": 1.0}, metric="roc_auc", seed=0,
                      pruning=link)
-    outcome = run_trial((data, folds), spec)
+    outcome = run_trial(Workload(data, folds), spec)
     assert outcome.status == PRUNED
     assert len(outcome.fold_scores) == 2
     assert [step for step, _ in link.reports] == [0, 1]

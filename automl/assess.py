@@ -1,0 +1,128 @@
+"""After the search: how the models do on rows they were not fit on.
+
+* holdout scores for every leaderboard row (each trial's fold models averaged
+  on the holdout, as they were computed in the workers) and for the final model;
+* the gaps between train, CV and holdout scores, flagged when large;
+* permutation feature importance of the final model, time-limited;
+* the predictions behind the report's diagnostic plots and the fairness table.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.inspection import permutation_importance
+
+from automl.metrics import Metric
+from automl.trial import COMPLETE, TrialOutcome, predict_matrix
+
+LARGE_GAP_SHARE = 0.05
+"""A gap between two scores is large when it passes this share of the CV score's size
+(and twice the CV score's spread across folds)."""
+IMPORTANCE_ROWS = 1000
+IMPORTANCE_MIN_ROWS = 200
+IMPORTANCE_REPEATS = 3
+
+
+def holdout_scores(outcomes: list[TrialOutcome], y: np.ndarray, metric: Metric) -> dict[int, float]:
+    """Trial number -> the holdout score of its fold models' mean prediction."""
+    scores = {}
+    for outcome in outcomes:
+        if outcome.status == COMPLETE and outcome.holdout_prediction is not None:
+            scores[outcome.number] = score_or_nan(metric, y, outcome.holdout_prediction)
+    return scores
+
+
+def score_or_nan(metric: Metric, y: np.ndarray, prediction: np.ndarray) -> float:
+    try:
+        return metric.score(y, prediction)
+    except ValueError:  # e.g. roc_auc on a holdout of one class
+        return float("nan")
+
+
+def gap_warnings(model: str, train: float, cv: float, cv_std: float, holdout: float | None,
+                 metric: Metric) -> list[str]:
+    """A line for each large gap: train better than CV (overfitting), CV better than holdout
+    (an optimistic CV, or a holdout unlike the training rows)."""
+    allowed = max(LARGE_GAP_SHARE * abs(cv), 2 * (cv_std if np.isfinite(cv_std) else 0.0))
+    sign = 1 if metric.higher_is_better else -1
+    notes = []
+    if np.isfinite(train) and sign * (train - cv) > allowed:
+        notes.append(f"{model}: train {metric.name} {train:.4g} is far better than CV {cv:.4g} (overfitting)")
+    if holdout is not None and np.isfinite(holdout) and sign * (cv - holdout) > allowed:
+        notes.append(f"{model}: holdout {metric.name} {holdout:.4g} is far worse than CV {cv:.4g}")
+    return notes
+
+
+def weighted_mean(predictions: list[np.ndarray | None], weights: list[float]) -> np.ndarray | None:
+    """The ensemble's prediction from its members' (None when a member has none)."""
+    if any(p is None for p in predictions):
+        return None
+    return sum(w * p for p, w in zip(predictions, weights, strict=True))
+
+
+@dataclass
+class Diagnostics:
+    """The labels and predictions behind the report's plots and the fairness table."""
+
+    y: np.ndarray
+    prediction: np.ndarray
+    source: str
+
+
+# -- feature importance --------------------------------------------------------
+class FittedMembers:
+    """The final members as one estimator for scikit-learn's permutation_importance,
+    which asks for something with ``fit``: these are fitted already and never refit."""
+
+    def __init__(self, estimators: list[Any], weights: list[float], task: str, n_classes: int):
+        self.estimators, self.weights, self.task, self.n_classes = estimators, weights, task, n_classes
+
+    def fit(self, X, y) -> FittedMembers:
+        return self
+
+    def predict_matrix(self, X: pd.DataFrame) -> np.ndarray:
+        return sum(w * predict_matrix(e, X, self.task, self.n_classes)
+                   for e, w in zip(self.estimators, self.weights, strict=True))
+
+
+@dataclass
+class Importance:
+    rows: list[dict]
+    """``{"feature", "importance", "std"}``, most important first (drop in the metric, higher is better)."""
+    source: str
+    note: str = ""
+
+
+def feature_importance(model: FittedMembers, X: pd.DataFrame, y: np.ndarray, source: str, metric: Metric,
+                       time_limit_s: float, seed: int = 0) -> Importance:
+    """Permutation importance on at most IMPORTANCE_ROWS rows, with as many repeats (up to
+    IMPORTANCE_REPEATS) and rows as fit in ``time_limit_s``, timed from one prediction."""
+    rng = np.random.default_rng(seed)
+    rows = rng.choice(len(X), size=min(len(X), IMPORTANCE_ROWS), replace=False)
+    X, y = X.iloc[np.sort(rows)], y[np.sort(rows)]
+    started = time.perf_counter()
+    model.predict_matrix(X)
+    per_prediction = time.perf_counter() - started
+    n_features = X.shape[1]
+    repeats = int(min(IMPORTANCE_REPEATS, time_limit_s / max(per_prediction * n_features, 1e-9)))
+    if repeats < 1:
+        keep = int(len(X) * time_limit_s / max(per_prediction * n_features, 1e-9))
+        if keep < IMPORTANCE_MIN_ROWS:
+            return Importance([], source, f"skipped: {n_features} permutations would take "
+                                          f"{per_prediction * n_features:.1f}s, more than the {time_limit_s:.1f}s left")
+        X, y, repeats = X.iloc[:keep], y[:keep], 1
+    sign = 1 if metric.higher_is_better else -1
+
+    def scorer(estimator: FittedMembers, X_: pd.DataFrame, y_: np.ndarray) -> float:
+        return sign * score_or_nan(metric, y_, estimator.predict_matrix(X_))
+
+    result = permutation_importance(model, X, y, scoring=scorer, n_repeats=repeats, random_state=seed)
+    order = np.argsort(-result.importances_mean, kind="stable")
+    table = [{"feature": str(X.columns[i]), "importance": float(result.importances_mean[i]),
+              "std": float(result.importances_std[i])} for i in order]
+    return Importance(table, source, f"{len(X)} rows, {repeats} repeat(s)")

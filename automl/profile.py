@@ -1,0 +1,236 @@
+"""The data profile: what a table holds and what is wrong with it, before any model.
+
+Made by ``automl profile`` and at the start of every fit (stored in run.json).
+Every check is cheap: the leakage check fits one small model per column on a
+sample of at most LEAKAGE_SAMPLE_ROWS rows, so a profile of a wide table takes
+well under a second per hundred columns.
+"""
+
+from __future__ import annotations
+
+import html
+import warnings
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import pandas as pd
+from pandas.api import types as ptypes
+from sklearn.base import clone
+from sklearn.metrics import r2_score, roc_auc_score
+from sklearn.model_selection import KFold, StratifiedKFold
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import TargetEncoder
+from sklearn.tree import DecisionTreeClassifier, DecisionTreeRegressor
+
+from automl.data import BOOLEAN, CATEGORICAL, CONSTANT, DATETIME, ID_LIKE, NUMERIC, infer_kind, parse_datetime
+
+HIGH_CARDINALITY_LEVELS = 50
+"""A categorical column with more levels than this is flagged: it is slow to one-hot and prone to overfit."""
+MOSTLY_MISSING_SHARE = 0.5
+"""Columns missing in more than this share of rows get a warning."""
+IMBALANCED_MINORITY_SHARE = 0.05
+"""A class below this share of rows makes the target imbalanced."""
+LEAKAGE_SCORE = 0.99
+"""A column that alone reaches this CV ROC AUC (classification) or R2 (regression) is a leakage suspect."""
+NEAR_COPY_CORRELATION = 0.99
+"""A numeric column whose rank correlation with a numeric target is at least this is a near copy of it."""
+LEAKAGE_SAMPLE_ROWS = 5000
+LEAKAGE_FOLDS = 3
+
+
+@dataclass
+class ColumnProfile:
+    name: str
+    kind: str
+    missing_share: float
+    unique: int
+
+
+@dataclass
+class DataProfile:
+    rows: int
+    columns: int
+    target: str
+    task: str
+    column_profiles: list[ColumnProfile]
+    duplicate_rows: int
+    missing_target: int
+    constant: list[str] = field(default_factory=list)
+    id_like: list[str] = field(default_factory=list)
+    high_cardinality: dict[str, int] = field(default_factory=dict)
+    class_balance: dict[str, float] = field(default_factory=dict)
+    """Share of rows per class (classification only)."""
+    leakage_suspects: list[dict] = field(default_factory=list)
+    """``{"column", "reason", "score"}`` for each column that may give the answer away."""
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def kinds(self) -> dict[str, str]:
+        return {c.name: c.kind for c in self.column_profiles}
+
+    def to_dict(self) -> dict:
+        out = asdict(self)
+        out["column_profiles"] = {c.name: {"kind": c.kind, "missing_share": round(c.missing_share, 4),
+                                           "unique": c.unique} for c in self.column_profiles}
+        return out
+
+
+def profile_data(frame: pd.DataFrame, target: str, task: str, seed: int = 0,
+                 deduplicate: bool = False) -> DataProfile:
+    """Profile ``frame`` (features and ``target``) for a ``task`` of binary, multiclass or regression;
+    ``deduplicate`` says the fit drops exact duplicates (the warning then says so)."""
+    features = [c for c in frame.columns if c != target]
+    columns = [ColumnProfile(str(c), infer_kind(frame[c]), float(frame[c].isna().mean()),
+                             int(frame[c].nunique(dropna=True))) for c in features]
+    profile = DataProfile(
+        rows=len(frame), columns=len(frame.columns), target=target, task=task, column_profiles=columns,
+        duplicate_rows=int(frame.duplicated().sum()), missing_target=int(frame[target].isna().sum()),
+        constant=[c.name for c in columns if c.kind == CONSTANT],
+        id_like=[c.name for c in columns if c.kind == ID_LIKE],
+        high_cardinality={c.name: c.unique for c in columns
+                          if c.kind == CATEGORICAL and c.unique > HIGH_CARDINALITY_LEVELS},
+    )
+    labelled = frame[frame[target].notna()]
+    if task != "regression":
+        shares = labelled[target].astype(str).value_counts(normalize=True)
+        profile.class_balance = {str(k): round(float(v), 4) for k, v in shares.items()}
+    profile.leakage_suspects = leakage_suspects(labelled, target, task, profile.kinds, seed)
+    profile.warnings = _warnings(profile, deduplicate)
+    return profile
+
+
+def _warnings(profile: DataProfile, deduplicate: bool) -> list[str]:
+    notes = []
+    if profile.duplicate_rows:
+        action = "dropped (data.deduplicate)" if deduplicate else "set data.deduplicate: true to drop them"
+        notes.append(f"{profile.duplicate_rows} exact duplicate rows ({profile.duplicate_rows / profile.rows:.1%}); "
+                     + action)
+    if profile.missing_target:
+        notes.append(f"{profile.missing_target} rows have no target value; they are left out of training")
+    if profile.constant:
+        notes.append(f"constant columns, dropped: {', '.join(profile.constant)}")
+    if profile.id_like:
+        notes.append(f"id-like columns, dropped: {', '.join(profile.id_like)}")
+    for column in profile.column_profiles:
+        if column.missing_share > MOSTLY_MISSING_SHARE:
+            notes.append(f"column '{column.name}' is missing in {column.missing_share:.0%} of rows")
+    for name, levels in profile.high_cardinality.items():
+        notes.append(f"column '{name}' is a categorical with {levels} levels (high cardinality)")
+    if profile.class_balance:
+        label, share = min(profile.class_balance.items(), key=lambda item: item[1])
+        if share < IMBALANCED_MINORITY_SHARE:
+            notes.append(f"imbalanced target: class '{label}' is {share:.1%} of rows; "
+                         "roc_auc or balanced_accuracy judge such a task better than accuracy")
+    for suspect in profile.leakage_suspects:
+        notes.append(f"leakage suspect: column '{suspect['column']}' {suspect['reason']}; "
+                     "check it is known at prediction time")
+    return notes
+
+
+# -- leakage ------------------------------------------------------------------
+def leakage_suspects(frame: pd.DataFrame, target: str, task: str, kinds: dict[str, str],
+                     seed: int = 0) -> list[dict]:
+    """Columns that alone predict the target almost perfectly in CV, or are a near copy of it."""
+    if len(frame) > LEAKAGE_SAMPLE_ROWS:
+        frame = frame.sample(LEAKAGE_SAMPLE_ROWS, random_state=seed)
+    y = _target_values(frame[target], task)
+    if y is None:
+        return []
+    folds = KFold if task == "regression" else StratifiedKFold
+    splits = list(folds(LEAKAGE_FOLDS, shuffle=True, random_state=seed).split(np.zeros(len(y)), y))
+    suspects = []
+    for name, kind in kinds.items():
+        if kind not in (NUMERIC, BOOLEAN, CATEGORICAL, DATETIME):
+            continue
+        x = _column_values(frame[name], kind)
+        copy = _near_copy(x, frame[target], task) if kind == NUMERIC else None
+        if copy is not None:
+            suspects.append({"column": name, "reason": f"is a near copy of the target (rank correlation "
+                                                       f"{copy:.3f})", "score": round(copy, 4)})
+            continue
+        score = _single_column_score(x, y, task, kind == CATEGORICAL, seed, splits)
+        if score >= LEAKAGE_SCORE:
+            measure = "R2" if task == "regression" else "ROC AUC"
+            suspects.append({"column": name, "reason": f"alone predicts the target with CV {measure} {score:.3f}",
+                             "score": round(score, 4)})
+    return suspects
+
+
+def _target_values(values: pd.Series, task: str) -> np.ndarray | None:
+    if task == "regression":
+        return pd.to_numeric(values, errors="coerce").to_numpy(dtype=float)
+    codes, _ = pd.factorize(values.astype(str), sort=True)
+    if np.bincount(codes).min() < LEAKAGE_FOLDS:
+        return None  # too few rows of a class to cross-validate
+    return codes
+
+
+def _column_values(values: pd.Series, kind: str) -> np.ndarray:
+    if kind == CATEGORICAL:
+        return values.astype(str).where(values.notna(), "<missing>").to_numpy(dtype=object).reshape(-1, 1)
+    if kind == DATETIME:
+        stamps = parse_datetime(values)
+        if stamps.dt.tz is not None:
+            stamps = stamps.dt.tz_localize(None)
+        return (stamps - pd.Timestamp(0)).dt.total_seconds().to_numpy(dtype=float).reshape(-1, 1)
+    if kind == BOOLEAN:
+        return values.astype(float).to_numpy().reshape(-1, 1)
+    return pd.to_numeric(values, errors="coerce").to_numpy(dtype=float).reshape(-1, 1)
+
+
+def _near_copy(x: np.ndarray, target: pd.Series, task: str) -> float | None:
+    if task == "multiclass" or not ptypes.is_numeric_dtype(target):
+        return None
+    pair = pd.DataFrame({"x": x[:, 0], "y": target.to_numpy(dtype=float)}).dropna()
+    if len(pair) < 10 or pair["x"].nunique() < 2:
+        return None
+    correlation = abs(pair["x"].corr(pair["y"], method="spearman"))
+    return float(correlation) if correlation >= NEAR_COPY_CORRELATION else None
+
+
+def _single_column_score(x: np.ndarray, y: np.ndarray, task: str, categorical: bool, seed: int,
+                         splits: list[tuple[np.ndarray, np.ndarray]]) -> float:
+    """Out-of-fold score of a small tree on this one column (categories target-encoded
+    first), scored once over all rows: a few milliseconds per column."""
+    if task == "regression":
+        model = DecisionTreeRegressor(max_depth=8, min_samples_leaf=5, random_state=seed)
+    else:
+        model = DecisionTreeClassifier(max_depth=8, min_samples_leaf=5, random_state=seed)
+    if categorical:
+        target_type = "continuous" if task == "regression" else ("binary" if task == "binary" else "multiclass")
+        model = make_pipeline(TargetEncoder(target_type=target_type, random_state=seed), model)
+    n_classes = int(y.max()) + 1 if task != "regression" else 0
+    oof = np.zeros(len(y)) if task == "regression" else np.zeros((len(y), n_classes))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for train, valid in splits:
+            fitted = clone(model).fit(x[train], y[train])
+            if task == "regression":
+                oof[valid] = fitted.predict(x[valid])
+            else:
+                oof[np.ix_(valid, fitted.classes_)] = fitted.predict_proba(x[valid])
+        try:
+            if task == "regression":
+                return float(r2_score(y, oof))
+            return float(roc_auc_score(y, oof[:, 1]) if task == "binary" else roc_auc_score(y, oof, multi_class="ovr"))
+        except ValueError:
+            return 0.0
+
+
+# -- presentation -------------------------------------------------------------
+def profile_html(profile: dict) -> str:
+    """A profile (as ``DataProfile.to_dict`` gives it, e.g. from run.json) as an HTML fragment:
+    the report embeds it; ``automl profile --html`` wraps it in a page."""
+    facts = {"rows": profile["rows"], "columns": profile["columns"], "target": profile["target"],
+             "task": profile["task"], "exact duplicate rows": profile["duplicate_rows"],
+             "rows without a target": profile["missing_target"]}
+    if profile["class_balance"]:
+        facts["class balance"] = ", ".join(f"{k}: {v:.1%}" for k, v in profile["class_balance"].items())
+    fact_rows = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>" for k, v in facts.items())
+    column_rows = "".join(
+        f"<tr><td>{html.escape(name)}</td><td>{c['kind']}</td><td>{c['missing_share']:.1%}</td><td>{c['unique']}</td></tr>"
+        for name, c in profile["column_profiles"].items())
+    notes = "".join(f"<li>{html.escape(w)}</li>" for w in profile["warnings"]) or "<li>none</li>"
+    return (f"<table>{fact_rows}</table><h3>Warnings</h3><ul class='warnings'>{notes}</ul>"
+            f"<h3>Columns</h3><table><tr><th>column</th><th>kind</th><th>missing</th><th>distinct</th></tr>"
+            f"{column_rows}</table>")
