@@ -65,6 +65,11 @@ SELECT_MARGIN_S = 1.0
 WRITE_MARGIN_S = 1.5
 """Kept back at the very end for writing the model, leaderboard, run.json and report
 (0.5 s measured; up to 1.4 s more when the report's plotting library is not yet imported)."""
+ASSEMBLY_MARGIN_S = 0.5
+"""Putting the final model together (unpacking 15 bagged fold models took 0.5 s on adult)."""
+CHECKS_MARGIN_S = 1.0
+"""Holdout scores for every row and fairness, with a holdout or sensitive columns (0.6 s
+for adult's 16k holdout rows and two sensitive columns)."""
 IMPORTANCE_SHARE, IMPORTANCE_MIN_S, IMPORTANCE_MAX_S = 0.05, 1.0, 10.0
 """Permutation importance gets this share of the budget, within these bounds (it is reserved)."""
 ENSEMBLE_CANDIDATES = 10
@@ -127,6 +132,8 @@ class Run:
         self.ensemble_note = "not tried"
         self.final_model = ""
         """How the members were made: "bagged" fold models or "refit" on all rows."""
+        self.holdout_share = 0.0
+        """Holdout rows per training row: what scoring a refit model on the holdout costs."""
 
     def elapsed(self) -> float:
         return time.monotonic() - self.started
@@ -146,9 +153,13 @@ class Run:
         likely_members = self.best_outcomes(metric, 3 if self.spec.ensemble.enabled else 1)
         if not likely_members:
             return self.hard_deadline + max(FIRST_RESULT_GRACE_S, self.spec.budget.time_s)
-        reserve = (STOP_MARGIN_S + SELECT_MARGIN_S + WRITE_MARGIN_S + importance_limit_s(self.spec)
-                   + final_cost_s(likely_members, n_folds))
+        reserve = (STOP_MARGIN_S + SELECT_MARGIN_S + ASSEMBLY_MARGIN_S + self.checks_margin_s()
+                   + WRITE_MARGIN_S + importance_limit_s(self.spec)
+                   + final_cost_s(likely_members, n_folds, self.holdout_share))
         return self.hard_deadline - reserve
+
+    def checks_margin_s(self) -> float:
+        return CHECKS_MARGIN_S if self.holdout_share or self.spec.data.sensitive else 0.0
 
     def search(self, workload: Workload, metric: Metric) -> None:
         data, folds = workload.data, workload.folds
@@ -194,7 +205,7 @@ class Run:
         selection = select_ensemble([c.oof for c in candidates], data.y, metric, self.spec.ensemble.size,
                                     [valid for _, valid in folds.splits], time_limit_s=SELECT_MARGIN_S)
         members = [candidates[i] for i in selection.weights]
-        cost = final_cost_s(members, len(folds))
+        cost = final_cost_s(members, len(folds), self.holdout_share)
         if len(members) == 1:
             self.ensemble_note = "no blend beat the best single model"
             return best_alone
@@ -226,10 +237,14 @@ def all_bagged(members: list[TrialOutcome]) -> bool:
     return all(m.fold_models is not None for m in members)
 
 
-def final_cost_s(members: list[TrialOutcome], n_folds: int) -> float:
-    """Seconds to make the final model from ``members``: nothing when their fold
-    models were all kept, otherwise one fit on all rows each."""
-    return 0.0 if all_bagged(members) else sum(refit_estimate_s(m, n_folds) for m in members)
+def final_cost_s(members: list[TrialOutcome], n_folds: int, holdout_share: float = 0.0) -> float:
+    """Seconds to make the final model from ``members`` and score it on the holdout:
+    nothing when their fold models were all kept (the trials already predicted the
+    holdout with them), otherwise one fit on all rows each and a holdout prediction
+    (from the trials' prediction times: their validation rows add up to all rows)."""
+    if all_bagged(members):
+        return 0.0
+    return sum(refit_estimate_s(m, n_folds) + m.predict_time_s * holdout_share for m in members)
 
 
 def model_name(outcome: TrialOutcome) -> str:
@@ -355,6 +370,7 @@ def run_fit(spec: Spec, train: pd.DataFrame | None = None, overwrite: bool = Fal
 def _search_and_finish(run: Run, inputs: Inputs) -> tuple[Predictor, pd.DataFrame, dict[str, Any]]:
     spec, output_dir, data, folds, metric = run.spec, run.output_dir, inputs.data, inputs.folds, inputs.metric
     holdout_X = data.schema.transform(inputs.holdout) if inputs.holdout is not None else None
+    run.holdout_share = len(holdout_X) / len(data.y) if holdout_X is not None else 0.0
     run.search(Workload(data, folds, holdout_X), metric)
     search_end = run.elapsed()
     members, weights, ensemble_scores = run.select_members(data, folds, metric)
@@ -410,13 +426,14 @@ def assess_run(run: Run, inputs: Inputs, predictor: Predictor, members: list[Tri
     estimators = FittedMembers([m.estimator for m in predictor.members], weights, data.task, data.target.n_classes)
     if holdout_X is not None:
         y = data.target.encode(inputs.holdout[spec.data.target])
-        prediction = estimators.predict_matrix(holdout_X)
-        holdout = scores_of(predictor, y, prediction)
         member_mean = weighted_mean([m.holdout_prediction for m in members], weights)
+        bagged_prediction = member_mean if run.final_model == "bagged" else None  # what the model predicts
+        prediction = bagged_prediction if bagged_prediction is not None else estimators.predict_matrix(holdout_X)
+        holdout = scores_of(predictor, y, prediction)
         ensemble_holdout = score_or_nan(metric, y, member_mean) if member_mean is not None else float("nan")
         diagnostics = Diagnostics(y, prediction, "holdout")
         sensitive = inputs.holdout[spec.data.sensitive].reset_index(drop=True)
-        importance_on = (estimators, holdout_X, y, "holdout")
+        importance_on = (_importance_model(run, inputs, predictor, weights), holdout_X, y, "holdout")
     else:
         covered = inputs.folds.covered
         holdout, ensemble_holdout = None, float("nan")
@@ -437,13 +454,21 @@ def _importance_rows_without_holdout(run: Run, inputs: Inputs, predictor: Predic
     """Rows no model saw: the first fold's validation rows, predicted by the members' first
     fold models when they were bagged; otherwise the training rows, and the source says so."""
     data = inputs.data
+    model = _importance_model(run, inputs, predictor, weights)
     if run.final_model == "bagged":
-        train_idx, valid_idx = inputs.folds.splits[0]
-        fold_models = FittedMembers([m.estimator.models[0] for m in predictor.members], weights, data.task,
-                                    data.target.n_classes)
-        return fold_models, data.X.iloc[valid_idx], data.y[valid_idx], "CV fold 1 (rows its models never saw)"
-    all_rows = FittedMembers([m.estimator for m in predictor.members], weights, data.task, data.target.n_classes)
-    return all_rows, data.X, data.y, "training rows (the model was fit on them: importance may be overstated)"
+        _, valid_idx = inputs.folds.splits[0]
+        return model, data.X.iloc[valid_idx], data.y[valid_idx], "CV fold 1 (rows its models never saw)"
+    return model, data.X, data.y, "training rows (the model was fit on them: importance may be overstated)"
+
+
+def _importance_model(run: Run, inputs: Inputs, predictor: Predictor, weights: list[float]) -> FittedMembers:
+    """The model whose permutation importance is measured: a bagged model's first fold
+    models (k times cheaper to predict with than all k, and the same kind of model),
+    otherwise the final members."""
+    data = inputs.data
+    bagged = run.final_model == "bagged"
+    estimators = [m.estimator.models[0] if bagged else m.estimator for m in predictor.members]
+    return FittedMembers(estimators, weights, data.task, data.target.n_classes)
 
 
 def importance_limit_s(spec: Spec) -> float:

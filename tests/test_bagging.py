@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from sklearn.compose import make_column_transformer
 from sklearn.datasets import make_classification
 from sklearn.ensemble import RandomForestClassifier
@@ -45,24 +46,31 @@ def test_bagged_probabilities_average_the_folds_and_keep_every_class():
 
 
 def _fit(tmp_path, frame):
-    return AutoML(target="target", max_trials=6, time_budget_s=60, models=["lightgbm", "linear"], seed=0,
-                  output=tmp_path / "run", verbose=False).fit(frame)
+    """A fit on 80% of ``frame`` with the rest as its holdout (``data.test``); returns it and the holdout."""
+    holdout = frame.sample(frac=0.2, random_state=0)
+    holdout.to_csv(tmp_path / "holdout.csv", index=False)
+    model = AutoML({"data": {"test": str(tmp_path / "holdout.csv")}}, target="target", max_trials=6,
+                   time_budget_s=60, models=["lightgbm", "linear"], seed=0, output=tmp_path / "run", verbose=False)
+    return model.fit(frame.drop(index=holdout.index)), holdout
 
 
 def test_a_fit_bags_the_members_fold_models_when_they_were_kept(tmp_path, binary_frame):
-    model = _fit(tmp_path, binary_frame)
+    model, holdout = _fit(tmp_path, binary_frame)
     assert model.summary_["final_model"] == "bagged"
     folds = model.summary_["folds"]["n"]
     for member in model.predictor_.members:
         assert isinstance(member.estimator, BaggedModel) and len(member.estimator.models) == folds
     assert model.summary_["timings"]["final_model_s"] < 1.0  # nothing was fit again
     assert model.score(binary_frame) > 0.95  # roc_auc on rows it has seen: a sane model
+    # the holdout score came from the trials' own fold-model predictions: the model agrees
+    assert model.summary_["holdout"]["score"] == pytest.approx(model.score(holdout), abs=1e-12)
 
 
 def test_members_too_large_to_keep_are_all_refit(tmp_path, binary_frame, monkeypatch):
     monkeypatch.setattr(bagging, "MAX_FOLD_MODELS_BYTES", 0)  # keep no fold models
-    model = _fit(tmp_path, binary_frame)
+    model, holdout = _fit(tmp_path, binary_frame)
     assert model.summary_["final_model"] == "refit"
     assert not any(isinstance(m.estimator, BaggedModel) for m in model.predictor_.members)
     assert model.predict_proba(binary_frame).shape == (len(binary_frame), 2)
     assert model.score(binary_frame) > 0.95
+    assert model.summary_["holdout"]["score"] == pytest.approx(model.score(holdout), abs=1e-12)

@@ -1,4 +1,4 @@
-"""Fairness values against a hand computation on a tiny table."""
+"""Fairness values against a hand computation on a tiny table, and against fairlearn."""
 
 from __future__ import annotations
 
@@ -52,3 +52,18 @@ def test_regression_reports_the_metric_per_group_only():
     column = report["columns"]["g"]
     assert column["groups"] == {"a": {"rows": 2, "mae": 0.0}, "b": {"rows": 2, "mae": 1.5}}
     assert "demographic_parity_difference" not in column
+
+
+def test_differences_agree_with_fairlearns_own_functions():
+    from fairlearn.metrics import demographic_parity_difference, equalized_odds_difference
+
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 300)
+    labels = np.where(rng.random(300) < 0.8, y, 1 - y)
+    groups = rng.choice(["a", "b", "c"], 300, p=[0.5, 0.3, 0.2])
+    column = fairness_report(y, _as_proba(labels), pd.DataFrame({"g": groups}), "binary",
+                             get_metric("accuracy", "binary"), "holdout")["columns"]["g"]
+    assert column["demographic_parity_difference"] == pytest.approx(
+        demographic_parity_difference(y, labels, sensitive_features=groups))
+    assert column["equalized_odds_difference"] == pytest.approx(
+        equalized_odds_difference(y, labels, sensitive_features=groups))
