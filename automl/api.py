@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator
 
-from automl.artifact import Predictor, load_predictor
+from automl.artifact import Predictor, load_predictor, model_folder, saved_files
 from automl.data import load_table
 from automl.engine import run_fit
 from automl.errors import InputError
@@ -89,6 +89,7 @@ class AutoML(BaseEstimator):
         self.leaderboard_ = result.leaderboard
         self.summary_ = result.summary
         self.output_dir_ = result.output_dir
+        self.model_dir_ = result.output_dir / "model"
         return self
 
     def _fitted(self) -> Predictor:
@@ -121,10 +122,12 @@ class AutoML(BaseEstimator):
         return self.leaderboard_.copy()
 
     def save(self, folder: str | Path) -> Path:
-        folder = self._fitted().save(folder)
+        """Save the model folder, with the drift reference and the leaderboard beside the model."""
+        predictor = self._fitted()
+        files = saved_files(self.model_dir_) if getattr(self, "model_dir_", None) else {}
         if getattr(self, "leaderboard_", None) is not None:
-            self.leaderboard_.to_csv(Path(folder) / LEADERBOARD_FILE, index=False)
-        return folder
+            files[LEADERBOARD_FILE] = self.leaderboard_.to_csv(index=False)
+        return predictor.save(folder, files)
 
     @classmethod
     def load(cls, folder: str | Path) -> AutoML:
@@ -132,6 +135,7 @@ class AutoML(BaseEstimator):
         predictor = load_predictor(folder)
         model = cls(target=predictor.target_name, metric=predictor.metric, verbose=False)
         model.predictor_ = predictor
+        model.model_dir_ = model_folder(folder)
         folder = Path(folder)
         boards = [folder / LEADERBOARD_FILE, folder.parent / LEADERBOARD_FILE]
         found = next((b for b in boards if b.is_file()), None)

@@ -1,14 +1,22 @@
 """The fitted result: schema + target encoding + member models + ensemble weights.
 
-Saved as a folder: ``model.joblib`` (the Predictor) and ``meta.json`` (spec,
+Saved as a folder: ``model.joblib`` (the Predictor), ``meta.json`` (spec,
 versions, metric, schema) so a reader can tell what a model is without
-unpickling it. Prediction input is checked against the saved schema.
+unpickling it, any text files saved beside it (the drift reference), and
+``manifest.json``: the SHA-256 of every one of them. Loading checks the manifest
+before it unpickles anything and refuses a folder whose files were changed.
+The check catches a damaged or edited folder, not a forger who rewrites the
+manifest too: load only model folders from a trusted source, as pickles can run
+code. The folder is written under a temporary name and renamed into place.
+Prediction input is checked against the saved schema.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import platform
+import warnings
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -18,12 +26,13 @@ import joblib
 import numpy as np
 import pandas as pd
 
-from automl.data import FeatureSchema, TargetEncoder, load_table
-from automl.errors import InputError
+from automl import atomic
+from automl.data import MAX_NAMED, FeatureSchema, TargetEncoder, load_table
+from automl.errors import DataWarning, InputError
 from automl.trial import predict_matrix
 
 FORMAT_VERSION = 1
-MODEL_FILE, META_FILE = "model.joblib", "meta.json"
+MODEL_FILE, META_FILE, MANIFEST_FILE = "model.joblib", "meta.json", "manifest.json"
 _VERSIONED = ("automl", "scikit-learn", "lightgbm", "optuna", "pandas", "numpy", "ray", "torch")
 
 
@@ -63,6 +72,12 @@ class Predictor:
         frame = load_table(data)
         if not isinstance(frame, pd.DataFrame):
             raise InputError(f"expected a pandas DataFrame, got {type(frame).__name__}")
+        unknown = self.schema.unknown_columns(frame, expected=(self.target_name,))
+        if unknown:
+            shown = ", ".join(f"'{name}'" for name in unknown[:MAX_NAMED])
+            more = f" and {len(unknown) - MAX_NAMED} more" if len(unknown) > MAX_NAMED else ""
+            warnings.warn(f"ignoring {len(unknown)} column(s) the model was not trained on: {shown}{more}",
+                          DataWarning, stacklevel=3)
         return self.schema.transform(frame)
 
     def predict_matrix(self, data: pd.DataFrame | str | Path) -> np.ndarray:
@@ -83,28 +98,79 @@ class Predictor:
             return matrix
         return self.target.decode(np.argmax(matrix, axis=1))
 
-    def save(self, folder: str | Path) -> Path:
+    def save(self, folder: str | Path, files: dict[str, str] | None = None) -> Path:
+        """Write the model folder, with ``files`` (name: text) beside the model, atomically."""
         folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
-        joblib.dump(self, folder / MODEL_FILE)
-        meta = {"format_version": FORMAT_VERSION, "task": self.task, "target": self.target_name,
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        with atomic.atomic_folder(folder) as staged:
+            joblib.dump(self, staged / MODEL_FILE)
+            (staged / META_FILE).write_text(json.dumps(self._meta(), indent=2, default=str))
+            for name, text in (files or {}).items():
+                (staged / name).write_text(text)
+            digests = {p.name: sha256_of(p) for p in sorted(staged.iterdir())}
+            (staged / MANIFEST_FILE).write_text(json.dumps({"sha256": digests}, indent=2))
+        return folder
+
+    def _meta(self) -> dict[str, Any]:
+        return {"format_version": FORMAT_VERSION, "task": self.task, "target": self.target_name,
                 "metric": self.metric, "classes": self.target.classes,
                 "columns": self.schema.describe(),
                 "members": [{"name": m.name, "family": m.family, "weight": m.weight, "params": m.params}
                             for m in self.members],
                 "versions": library_versions(), **self.meta}
-        (folder / META_FILE).write_text(json.dumps(meta, indent=2, default=str))
-        return folder
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def model_folder(folder: str | Path) -> Path:
+    """The model folder itself when given its run folder."""
+    folder = Path(folder)
+    return folder / "model" if (folder / "model" / MODEL_FILE).is_file() else folder
+
+
+def saved_files(folder: str | Path) -> dict[str, str]:
+    """The text files saved beside the model in a verified folder (to save them again with it)."""
+    folder = model_folder(folder)
+    verify_folder(folder)
+    names = json.loads((folder / MANIFEST_FILE).read_text())["sha256"]
+    return {name: (folder / name).read_text() for name in names if name not in (MODEL_FILE, META_FILE)}
+
+
+def verify_folder(folder: Path) -> None:
+    """Refuse a model folder whose files do not match its manifest (checked before anything is read)."""
+    manifest_path = folder / MANIFEST_FILE
+    if not manifest_path.is_file():
+        raise InputError(f"{folder} has no {MANIFEST_FILE}: not an automl model folder, or saved by an "
+                         "older automl; refit it")
+    try:
+        digests = json.loads(manifest_path.read_text())["sha256"]
+    except (json.JSONDecodeError, KeyError, TypeError):
+        raise InputError(f"{manifest_path} is damaged: refusing to load the model") from None
+    for name in (MODEL_FILE, META_FILE):
+        if name not in digests:
+            raise InputError(f"{manifest_path} does not list {name}: refusing to load the model")
+    for name, expected in digests.items():
+        path = folder / name
+        if Path(name).name != name or not path.is_file():
+            raise InputError(f"{folder / name} is missing from the model folder: refusing to load it")
+        if sha256_of(path) != expected:
+            raise InputError(f"{path} was modified after the model was saved (its SHA-256 does not match "
+                             f"{MANIFEST_FILE}): refusing to load it; load model folders from a trusted source only")
 
 
 def load_predictor(folder: str | Path) -> Predictor:
     """Load a saved model folder, or raise InputError naming what is wrong with it."""
-    folder = Path(folder)
-    if (folder / "model" / MODEL_FILE).is_file():  # a run folder was given
-        folder = folder / "model"
+    folder = model_folder(folder)
     meta_path, model_path = folder / META_FILE, folder / MODEL_FILE
     if not model_path.is_file() or not meta_path.is_file():
         raise InputError(f"{folder} is not an automl model folder (no {MODEL_FILE} and {META_FILE})")
+    verify_folder(folder)
     try:
         meta = json.loads(meta_path.read_text())
     except json.JSONDecodeError:

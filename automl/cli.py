@@ -15,6 +15,7 @@ import json
 import os
 import sys
 import traceback
+import warnings
 from pathlib import Path
 
 import click
@@ -23,7 +24,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from automl.errors import InputError
+from automl.errors import DataWarning, InputError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="A declarative AutoML engine for tabular data.")
@@ -90,7 +91,9 @@ def predict(model_dir: Path = typer.Argument(..., help="A model folder or its ru
     if out is None:
         result.to_csv(sys.stdout, index=False)
     else:
-        result.to_csv(out, index=False)
+        from automl import atomic
+
+        atomic.write_text(out, result.to_csv(index=False))
 
 
 @app.command()
@@ -201,8 +204,20 @@ def init(data: Path = typer.Argument(..., help="CSV or Parquet training data."),
     print(starter_spec(data, target, infer_task(frame[target])), end="")
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Our data warnings as one ``warning:`` line each; libraries' warnings as Python shows them."""
+    if issubclass(category, DataWarning):
+        print(f"warning: {message}", file=sys.stderr)
+    else:
+        _python_show_warning(message, category, filename, lineno, file, line)
+
+
+_python_show_warning = warnings.showwarning
+
+
 def run_command(argv: list[str] | None = None) -> int:
     """Run one command; map errors to exit statuses (2 bad input, 1 internal)."""
+    warnings.showwarning = _show_warning
     try:
         app(args=argv, standalone_mode=False)
     except InputError as exc:

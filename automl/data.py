@@ -7,6 +7,8 @@ columns, dtypes and category levels. Unseen categories become missing values.
 
 from __future__ import annotations
 
+import csv
+import gzip
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,30 +27,98 @@ DATE_PARTS = ("year", "month", "day", "dayofweek", "dayofyear", "hour")
 _DATE_LIKE = re.compile(r"^\s*(\d{4}-\d{1,2}-\d{1,2}|\d{1,2}/\d{1,2}/\d{2,4})([ T]\d{1,2}:\d{2}.*)?\s*$")
 MAX_CLASSES_INFERRED = 20
 """An integer target with at most this many values is taken as classification."""
+MAX_NAMED = 10
+"""Error messages name at most this many columns."""
 
 
 def load_table(source: str | Path | pd.DataFrame) -> pd.DataFrame:
-    """A DataFrame from a CSV or Parquet path, or the frame itself."""
+    """A DataFrame from a CSV or Parquet path, or the frame itself; refuses what no
+    model could use as given (see ``check_table``)."""
     if isinstance(source, pd.DataFrame):
-        return source
+        return check_table(source, "the data")
     path = Path(source)
     if not path.is_file():
         raise InputError(f"data file not found: {path}")
+    suffix = path.suffix.lower()
+    if suffix not in (".parquet", ".pq", ".csv", ".txt", ".gz", ".tsv"):
+        raise InputError(f"unsupported data file type {path.suffix!r} (use .csv or .parquet): {path}")
     try:
-        if path.suffix.lower() in (".parquet", ".pq"):
+        if suffix in (".parquet", ".pq"):
             frame = pd.read_parquet(path)
-        elif path.suffix.lower() in (".csv", ".txt", ".gz", ".tsv"):
-            frame = pd.read_csv(path, sep="\t" if path.suffix.lower() == ".tsv" else ",",
-                                skipinitialspace=True)
         else:
-            raise InputError(f"unsupported data file type {path.suffix!r} (use .csv or .parquet): {path}")
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, OSError) as exc:
-        raise InputError(f"cannot read {path}: {str(exc).splitlines()[0]}") from None
-    except ValueError as exc:  # pyarrow's errors for a file that is not Parquet
+            delimiter = "\t" if suffix == ".tsv" else ","
+            _check_header(path, delimiter)
+            frame = pd.read_csv(path, sep=delimiter, skipinitialspace=True)
+    except InputError:
+        raise
+    except pd.errors.EmptyDataError:
+        raise InputError(f"{path} is empty") from None
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{path} is not UTF-8 text (byte {exc.object[exc.start]:#x} at position {exc.start}); "
+                         "save it as UTF-8") from None
+    except (pd.errors.ParserError, OSError, ValueError) as exc:  # ValueError: pyarrow on a file that is not Parquet
         raise InputError(f"cannot read {path}: {str(exc).splitlines()[0]}") from None
     if frame.empty:
         raise InputError(f"{path} holds no rows")
+    if frame.shape[1] == 1 and suffix != ".tsv":
+        _check_delimiter(path, str(frame.columns[0]))
+    return check_table(frame, str(path))
+
+
+def _check_header(path: Path, delimiter: str) -> None:
+    """Refuse repeated column names, which pandas would quietly rename."""
+    opener = gzip.open if path.suffix.lower() == ".gz" else open
+    with opener(path, "rt", encoding="utf-8", newline="") as handle:
+        header = next(csv.reader(handle, delimiter=delimiter), [])
+    names = [name.strip() for name in header]
+    repeated = next((name for i, name in enumerate(names) if name in names[:i]), None)
+    if repeated is not None:
+        raise InputError(f"two columns share the name '{repeated}' in {path}")
+
+
+def _check_delimiter(path: Path, only_column: str) -> None:
+    for other in (";", "\t", "|"):
+        if other in only_column:
+            raise InputError(f"{path} reads as a single column '{only_column[:40]}': is it delimited by "
+                             f"{other!r}? automl reads comma-separated CSV (.tsv for tabs)")
+
+
+MOSTLY_NUMERIC_SHARE = 0.9
+"""A text column whose values are numbers in at least this share of rows is a numeric
+column with stray text: refused, naming the text, rather than read as categories."""
+
+
+def check_table(frame: pd.DataFrame, source: str) -> pd.DataFrame:
+    """Refuse repeated column names, infinite numbers, and numeric columns holding stray text."""
+    named = frame.columns.astype(str)
+    if named.duplicated().any():
+        raise InputError(f"two columns share the name '{named[named.duplicated()][0]}' in {source}")
+    for name in frame.columns:
+        values = frame[name]
+        if ptypes.is_float_dtype(values) and np.isinf(values.to_numpy()).any():
+            row = int(np.flatnonzero(np.isinf(values.to_numpy()))[0])
+            raise InputError(f"column '{name}' holds an infinite value (row {row + 1}) in {source}; "
+                             "use a finite number or leave the cell empty")
+        if values.dtype == object or ptypes.is_string_dtype(values):
+            _check_mixed(name, values, source)
     return frame
+
+
+def _check_mixed(name: str, values: pd.Series, source: str) -> None:
+    present = values.dropna()
+    if present.empty:
+        return
+    numbers = pd.to_numeric(present.astype(str), errors="coerce")
+    is_number = numbers.notna()
+    if is_number.all() or is_number.mean() < MOSTLY_NUMERIC_SHARE:
+        return
+    if np.isinf(numbers[is_number].to_numpy(dtype=float)).any():
+        raise InputError(f"column '{name}' holds an infinite value in {source}; use a finite number "
+                         "or leave the cell empty")
+    stray = present[~is_number]
+    row = int(values.index.get_loc(stray.index[0]))
+    raise InputError(f"column '{name}' is mostly numeric but holds text such as {stray.iloc[0]!r} (row {row + 1}) "
+                     f"in {source}; leave missing values empty or clean the column")
 
 
 def _is_integer_valued(values: pd.Series) -> bool:
@@ -137,12 +207,18 @@ def _named_by_strings(X: pd.DataFrame) -> pd.DataFrame:
     return renamed
 
 
-def _booleans(values: pd.Series) -> pd.Series:
+TRUE_WORDS, FALSE_WORDS = ("true", "1", "1.0", "yes"), ("false", "0", "0.0", "no")
+
+
+def _booleans(name: str, values: pd.Series) -> pd.Series:
     """0/1 floats from a bool column, or from its text form in a CSV read later."""
     if ptypes.is_bool_dtype(values):
         return values.astype(float)
-    truth = _as_strings(values).str.strip().str.lower().isin(["true", "1", "1.0", "yes"])
-    return truth.astype(float).where(values.notna())
+    words = _as_strings(values).str.strip().str.lower()
+    unknown = values.notna() & ~words.isin(TRUE_WORDS + FALSE_WORDS)
+    if unknown.any():
+        raise InputError(f"column '{name}' should be true/false; found {values[unknown].iloc[0]!r}")
+    return words.isin(TRUE_WORDS).astype(float).where(values.notna())
 
 
 def _date_parts(stamps: pd.Series) -> dict[str, pd.Series]:
@@ -190,7 +266,9 @@ class FeatureSchema:
         X = _named_by_strings(X)
         missing = [name for name in self.required_columns if name not in X.columns]
         if missing:
-            raise InputError(f"column '{missing[0]}' is missing from the data (the model uses it)")
+            shown = ", ".join(f"'{name}'" for name in missing[:MAX_NAMED])
+            more = f" and {len(missing) - MAX_NAMED} more" if len(missing) > MAX_NAMED else ""
+            raise InputError(f"{len(missing)} column(s) the model uses are missing from the data: {shown}{more}")
         out: dict[str, pd.Series] = {}
         for info in self.used:
             values = X[info.name]
@@ -202,7 +280,7 @@ class FeatureSchema:
                 for part in info.date_parts:
                     out[f"{info.name}__{part}"] = parts[part]
             elif info.kind == BOOLEAN:
-                out[info.name] = _booleans(values)
+                out[info.name] = _booleans(info.name, values)
             else:
                 out[info.name] = self._numeric(info.name, values)
         return pd.DataFrame(out, index=X.index)
@@ -216,6 +294,11 @@ class FeatureSchema:
         if bad.any():
             raise InputError(f"column '{name}' should be numeric; found {values[bad].iloc[0]!r}")
         return numbers.astype(float)
+
+    def unknown_columns(self, X: pd.DataFrame, expected: tuple[str, ...] = ()) -> list[str]:
+        """Columns of ``X`` the model never saw (``expected`` ones, such as the target, aside)."""
+        known = {info.name for info in self.columns} | set(expected)
+        return [str(name) for name in X.columns if str(name) not in known]
 
     def describe(self) -> dict[str, str]:
         return {info.name: info.kind for info in self.columns}
@@ -289,14 +372,32 @@ def _check_columns(frame: pd.DataFrame, names: list[str], role: str) -> None:
             raise InputError(f"{role} column '{name}' is not in the data")
 
 
+MIN_LABELLED_ROWS = 10
+
+
+def check_target(frame: pd.DataFrame, target: str, task: str = "auto") -> str:
+    """Refuse a target the run cannot learn; returns the task (inferred when "auto")."""
+    if target not in frame.columns:
+        shown = ", ".join(map(str, list(frame.columns)[:MAX_NAMED]))
+        raise InputError(f"target column '{target}' is not in the data (columns: {shown})")
+    y = frame[target].dropna()
+    if y.empty:
+        raise InputError(f"target column '{target}' has no rows with a target value")
+    if len(y) < MIN_LABELLED_ROWS:
+        raise InputError(f"only {len(y)} row(s) have a target value; need at least {MIN_LABELLED_ROWS}")
+    task = infer_task(y) if task == "auto" else task
+    TargetEncoder.fit(y, task)  # refuses, say, text labels for a regression
+    return task
+
+
 def prepare_training(frame: pd.DataFrame, target: str, task: str = "auto", drop: list[str] = (),
                      groups: str | None = None, time: str | None = None,
                      sensitive: list[str] = ()) -> TrainingData:
     """Split features from target, infer kinds and task, and encode both."""
-    if target not in frame.columns:
-        shown = ", ".join(map(str, list(frame.columns)[:10]))
-        raise InputError(f"target column '{target}' is not in the data (columns: {shown})")
+    task = check_target(frame, target, task)
     _check_columns(frame, list(drop), "data.drop")
+    if target in drop:
+        raise InputError(f"data.drop lists the target '{target}'; the target is never a feature anyway")
     _check_columns(frame, [c for c in (groups, time) if c], "data.groups/data.time")
     _check_columns(frame, list(sensitive), "data.sensitive")
     if target in sensitive:
@@ -304,11 +405,7 @@ def prepare_training(frame: pd.DataFrame, target: str, task: str = "auto", drop:
     if groups and time:
         raise InputError("set data.groups or data.time, not both: folds are either grouped or time-ordered")
     labelled = frame[frame[target].notna()]
-    if len(labelled) < 10:
-        raise InputError(f"only {len(labelled)} rows have a target value; need at least 10")
     y = labelled[target]
-    if task == "auto":
-        task = infer_task(y)
     encoder = TargetEncoder.fit(y, task)
     excluded = {target, *drop} | ({groups} if groups else set())
     X = labelled[[c for c in labelled.columns if c not in excluded]]

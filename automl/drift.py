@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from automl.artifact import model_folder, verify_folder
 from automl.data import BOOLEAN, CATEGORICAL, NUMERIC, FeatureSchema
 from automl.errors import InputError
 
@@ -58,22 +59,15 @@ def build_reference(frame: pd.DataFrame, schema: FeatureSchema, target: str | No
     return {"rows": len(frame), "columns": columns}
 
 
-def save_reference(model_dir: Path, reference: dict[str, Any]) -> Path:
-    path = Path(model_dir) / REFERENCE_FILE
-    path.write_text(json.dumps(reference))
-    return path
-
-
 def load_reference(model_dir: Path) -> dict[str, Any]:
-    """The reference kept in a model folder (or its run folder); plain JSON, nothing unpickled."""
-    model_dir = Path(model_dir)
-    path = next((p for p in (model_dir / REFERENCE_FILE, model_dir / "model" / REFERENCE_FILE) if p.is_file()), None)
-    if path is None:
+    """The reference kept in a model folder (or its run folder), once the folder's
+    manifest is verified; plain JSON, nothing unpickled."""
+    folder = model_folder(model_dir)
+    path = folder / REFERENCE_FILE
+    if not path.is_file():
         raise InputError(f"{model_dir} has no {REFERENCE_FILE}: not an automl model folder, or made before drift")
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError:
-        raise InputError(f"{path} is not valid JSON") from None
+    verify_folder(folder)
+    return json.loads(path.read_text())
 
 
 def _numeric_reference(values: pd.Series) -> dict[str, Any]:

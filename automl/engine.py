@@ -27,7 +27,7 @@ import pandas as pd
 from sklearn.model_selection import train_test_split
 from threadpoolctl import threadpool_limits
 
-from automl import bagging
+from automl import atomic, bagging
 from automl.artifact import Member, Predictor, library_versions
 from automl.assess import (
     Diagnostics,
@@ -39,8 +39,8 @@ from automl.assess import (
     score_or_nan,
     weighted_mean,
 )
-from automl.data import TrainingData, infer_task, load_table, prepare_training
-from automl.drift import build_reference, save_reference
+from automl.data import TrainingData, check_target, load_table, prepare_training
+from automl.drift import REFERENCE_FILE, build_reference
 from automl.ensemble import select_ensemble
 from automl.errors import InputError
 from automl.evaluate import scores_of
@@ -86,6 +86,8 @@ class RunResult:
 
 def _existing_run_files(folder: Path, overwrite: bool) -> list[Path]:
     """Our files already in ``folder``; without ``overwrite`` their presence is an error."""
+    if folder.exists() and not folder.is_dir():
+        raise InputError(f"output {folder} is a file, not a folder")
     existing = [folder / name for name in RUN_FILES if (folder / name).exists()]
     if existing and not overwrite:
         raise InputError(f"{folder} already holds a run ({existing[0].name}); pass --overwrite or another --output")
@@ -96,6 +98,7 @@ def prepare_output_dir(folder: Path, overwrite: bool) -> Path:
     """Refuse to mix two runs in one folder; with ``overwrite``, remove only our own files."""
     for path in _existing_run_files(folder, overwrite):
         shutil.rmtree(path) if path.is_dir() else path.unlink()
+    atomic.remove_leftovers(folder)
     folder.mkdir(parents=True, exist_ok=True)
     return folder
 
@@ -306,9 +309,7 @@ def _load_and_check(spec: Spec, train: pd.DataFrame | None) -> Inputs:
         raise InputError("data.train is required")
     frame = load_table(train if train is not None else spec.data.train)
     target = spec.data.target
-    if target not in frame.columns:
-        raise InputError(f"target column '{target}' is not in the data")
-    task = spec.task if spec.task != "auto" else infer_task(frame[target])
+    task = check_target(frame, target, spec.task)
     metric = get_metric(spec.metric, task)
     profile = profile_data(frame, target, task, spec.seed, spec.data.deduplicate)
     deduplicated = 0
@@ -382,8 +383,7 @@ def _search_and_finish(run: Run, inputs: Inputs) -> tuple[Predictor, pd.DataFram
 
     predictor = Predictor(data.schema, data.target, spec.data.target, metric.name, fitted,
                           meta={"spec": spec.model_dump(mode="json")})
-    predictor.save(output_dir / "model")
-    save_reference(output_dir / "model", inputs.reference)
+    predictor.save(output_dir / "model", {REFERENCE_FILE: json.dumps(inputs.reference)})
     checks = assess_run(run, inputs, predictor, members, weights, holdout_X)
     ensemble = (_ensemble_row(members, weights, ensemble_scores, checks.ensemble_holdout)
                 if ensemble_scores is not None else None)
@@ -392,12 +392,12 @@ def _search_and_finish(run: Run, inputs: Inputs) -> tuple[Predictor, pd.DataFram
     run.timings["assess_s"] = run.elapsed() - final_end
     run.timings["total_s"] = run.elapsed()
     summary = _summary(run, inputs, leaderboard, checks)
-    leaderboard.to_csv(output_dir / "leaderboard.csv", index=False)
+    atomic.write_text(output_dir / "leaderboard.csv", leaderboard.to_csv(index=False))
     write_report(output_dir / "report.html", summary, leaderboard, run.outcomes, metric, checks)
     run.timings["total_s"] = run.elapsed()  # run.json, written last, counts the report too
     run.timings["write_s"] = run.timings["total_s"] - final_end - run.timings["assess_s"]
     summary = _summary(run, inputs, leaderboard, checks)
-    (output_dir / "run.json").write_text(json.dumps(summary, indent=2, default=str))
+    atomic.write_text(output_dir / "run.json", json.dumps(summary, indent=2, default=str))
     for warning in checks.warnings:
         run.progress.warn(warning)
     run.progress.finish(leaderboard.iloc[0], checks.holdout, run.elapsed())

@@ -8,3 +8,8 @@ that escapes is an internal error (status 1).
 
 class InputError(ValueError):
     """Bad user input; the message names the problem in one line."""
+
+
+class DataWarning(UserWarning):
+    """Data the run can go on with but the user should know about (extra columns at
+    prediction time, say); the CLI prints each on one ``warning:`` line."""

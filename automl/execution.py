@@ -15,6 +15,8 @@ import asyncio
 import logging
 import math
 import os
+import shutil
+import tempfile
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -133,6 +135,31 @@ def trial_slots(offered_cpus: float, cap: int | None, cpus_per_trial: int) -> in
     return max(1, int(usable // cpus_per_trial))
 
 
+LOOPBACK_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+"""Set to 0, Ray runs as on a laptop: its node address is the loopback one and its
+servers listen on 127.0.0.1 only (Ray 2.60 has no other switch for that)."""
+
+
+def _loopback_only() -> Callable[[], None]:
+    """Make the next local Ray instance listen on 127.0.0.1 only; returns the undo.
+
+    Its processes read the variable from the environment they inherit; this process
+    read it when it imported Ray, so Ray's copy of the flag is set as well."""
+    from ray._private import ray_constants
+
+    saved_env, saved_flag = os.environ.get(LOOPBACK_ENV), ray_constants.ENABLE_RAY_CLUSTER
+    os.environ[LOOPBACK_ENV] = "0"
+    ray_constants.ENABLE_RAY_CLUSTER = False
+
+    def restore() -> None:
+        ray_constants.ENABLE_RAY_CLUSTER = saved_flag
+        if saved_env is None:
+            os.environ.pop(LOOPBACK_ENV, None)
+        else:
+            os.environ[LOOPBACK_ENV] = saved_env
+    return restore
+
+
 TASK_RETRIES = 1
 """A task whose worker process dies (killed, node lost) is run once more, then recorded as failed."""
 
@@ -142,7 +169,12 @@ class RayExecutor(Executor):
     (and stopped after it), or on an existing cluster when ``address`` is set,
     which is joined and never shut down. On a cluster, the ``automl`` package
     travels to the workers in the job's runtime environment (``py_modules``);
-    its dependencies must be installed on every node."""
+    its dependencies must be installed on every node.
+
+    The embedded instance is private to the run: always a new one (never a
+    cluster that ``ray start`` left running on the machine), bound to 127.0.0.1,
+    token authentication on, no dashboard, usage statistics off, and its
+    session files in a temporary folder removed with it."""
 
     def __init__(self, address: str | None = None, cpus: int | None = None, gpus: int = 0,
                  cpus_per_trial: int = 1):
@@ -151,14 +183,13 @@ class RayExecutor(Executor):
 
         self._ray = ray
         self._owns_ray = False
+        self._temp_dir: str | None = None
         if not ray.is_initialized():
             if address:
                 ray.init(address=address, logging_level=logging.ERROR, log_to_driver=False,
                          runtime_env={"py_modules": [str(Path(__file__).resolve().parent)]})
             else:
-                ray.init(num_cpus=cpus or os.cpu_count(), num_gpus=gpus, include_dashboard=False,
-                         _node_ip_address="127.0.0.1", logging_level=logging.ERROR, log_to_driver=False)
-                self._owns_ray = True
+                self._start_private(cpus, gpus)
         self._slots = trial_slots(ray.cluster_resources().get("CPU", 1), cpus, cpus_per_trial)
         self._remote = ray.remote(max_retries=TASK_RETRIES)(_run_placed)
         # On the head node: the node that stays while workers come and go.
@@ -199,8 +230,29 @@ class RayExecutor(Executor):
     def cancel(self, handle: Handle) -> None:
         self._ray.cancel(handle, force=True)
 
+    def _start_private(self, cpus: int | None, gpus: int) -> None:
+        """A new local instance. Ray turns token authentication on for it by itself
+        (unless RAY_AUTH_MODE says otherwise); setting the variable here, after Ray was
+        imported, would reach its processes but not this one."""
+        # Short and private: Ray's socket paths must stay under 108 characters.
+        self._temp_dir = tempfile.mkdtemp(prefix="automl-ray-", dir="/tmp" if os.path.isdir("/tmp") else None)
+        self._owns_ray = True
+        self._restore_network = _loopback_only()
+        try:
+            self._ray.init(address="local", num_cpus=cpus or os.cpu_count(), num_gpus=gpus, include_dashboard=False,
+                           _temp_dir=self._temp_dir, logging_level=logging.ERROR, log_to_driver=False)
+        except BaseException:
+            self.close()  # whatever it started before failing
+            raise
+
     def close(self) -> None:
-        self._ray.kill(self._mailbox)
+        if getattr(self, "_mailbox", None) is not None:
+            self._ray.kill(self._mailbox)
+            self._mailbox = None
         if self._owns_ray:
             self._ray.shutdown()
             self._owns_ray = False
+            self._restore_network()
+        if self._temp_dir:
+            shutil.rmtree(self._temp_dir, ignore_errors=True)
+            self._temp_dir = None

@@ -19,6 +19,7 @@ import yaml
 from matplotlib.figure import Figure  # no pyplot: no GUI backend, no global state
 from sklearn.metrics import confusion_matrix, roc_curve
 
+from automl import atomic
 from automl.assess import Diagnostics, Importance
 from automl.metrics import Metric
 from automl.profile import profile_html
@@ -166,5 +167,5 @@ def write_report(path: Path, summary: dict, leaderboard: pd.DataFrame, outcomes:
     name = html.escape(summary["name"])
     page = (f'<!doctype html><html><head><meta charset="utf-8"><title>automl: {name}</title>'
             f"<style>{STYLE}</style></head><body><h1>automl run: {name}</h1><nav>{nav}</nav>{sections}</body></html>")
-    path.write_text(page)
+    atomic.write_text(path, page)
     return path

@@ -140,8 +140,9 @@ class Spec(_Section):
 
 
 def _format_error(error: ValidationError) -> str:
-    """One line naming the first offending key and what was expected."""
-    first = error.errors()[0]
+    """One line naming the first offending key and what was expected (an unknown key
+    first: a misspelt key also makes the key it was meant to be look missing)."""
+    first = min(error.errors(), key=lambda e: e["type"] != "extra_forbidden")
     key = ".".join(str(part) for part in first["loc"]) or "spec"
     kind = first["type"]
     if kind == "extra_forbidden":
@@ -159,7 +160,15 @@ def read_spec_file(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise InputError(f"spec file not found: {path}")
-    text = path.read_text()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise InputError(f"spec file {path} is not UTF-8 text (byte {exc.object[exc.start]:#x} at "
+                         f"position {exc.start})") from None
+    except OSError as exc:
+        raise InputError(f"spec file {path} cannot be read: {exc.strerror}") from None
+    if not text.strip():
+        raise InputError(f"spec file {path} is empty; it needs at least data.train and data.target")
     try:
         if path.suffix == ".toml":
             raw = tomllib.loads(text)

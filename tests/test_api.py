@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 
 from automl import AutoML, InputError
+from automl.errors import DataWarning
 
 SCORE_COLUMNS = ["rank", "model", "family", "cv_score", "cv_std", "n_trials_family", "params"]
 
@@ -49,9 +50,10 @@ def test_prediction_input_checked_against_schema(tmp_path, binary_frame):
                    verbose=False).fit(binary_frame)
     with pytest.raises(InputError, match="mean_radius"):
         model.predict(binary_frame.drop(columns=["mean_radius", "target"]))
-    # column order and extra columns do not matter
+    # column order and extra columns do not matter (extra ones are named in a warning)
     shuffled = binary_frame[binary_frame.columns[::-1]].assign(extra=1)
-    np.testing.assert_array_equal(model.predict(shuffled), model.predict(binary_frame))
+    with pytest.warns(DataWarning, match="'extra'"):
+        np.testing.assert_array_equal(model.predict(shuffled), model.predict(binary_frame))
 
 
 def test_unfitted_model_and_bad_arguments(tmp_path, binary_frame):
