@@ -53,6 +53,7 @@ def fit(spec: Path = typer.Argument(..., help="Task spec (YAML, TOML or JSON).")
         ray_address: str = typer.Option(None, "--ray-address", help="Join this Ray cluster."),
         set_: list[str] = typer.Option([], "--set", help="Override a spec key: key.path=value."),
         overwrite: bool = typer.Option(False, "--overwrite", help="Replace a run already in the output folder."),
+        resume: bool = typer.Option(False, "--resume", help="Go on with the interrupted run in the output folder."),
         quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output.")) -> None:
     """Run the whole fit: search, ensemble, refit; write leaderboard, model, report and run.json."""
     from automl.spec import load_spec
@@ -68,9 +69,15 @@ def fit(spec: Path = typer.Argument(..., help="Task spec (YAML, TOML or JSON).")
     from automl.engine import run_fit
     from automl.progress import Progress
 
-    result = run_fit(checked, overwrite=overwrite, progress=Progress(enabled=not quiet), started=STARTED)
+    if overwrite and resume:
+        raise InputError("--overwrite and --resume contradict each other: choose one")
+    result = run_fit(checked, overwrite=overwrite, progress=Progress(enabled=not quiet), started=STARTED,
+                     resume=resume)
     print_leaderboard(result.leaderboard, limit=10)
     stdout.print(f"run folder: {result.output_dir}")
+    if result.summary["interrupted"]:
+        raise Interrupted(f"interrupted: the best model so far is in {result.output_dir}; "
+                          "`automl fit --resume` goes on")
 
 
 @app.command()
@@ -142,6 +149,8 @@ def profile(data: Path = typer.Argument(..., help="CSV or Parquet data."),
 
 DRIFT_EXIT = 3
 """``automl drift --fail-on-drift`` exits with this when the verdict is "drift"."""
+INTERRUPTED_EXIT = 130
+"""Ctrl-C: the shell's status for a process ended by SIGINT."""
 
 
 @app.command()
@@ -168,6 +177,10 @@ def drift(model_dir: Path = typer.Argument(..., help="A model folder or its run 
         stdout.print(f"verdict: {result['verdict']}", highlight=False)
     if fail_on_drift and result["verdict"] == "drift":
         raise DriftFound()
+
+
+class Interrupted(Exception):
+    """A fit stopped by Ctrl-C that still wrote its outputs: exit 130 with its message."""
 
 
 class DriftFound(Exception):
@@ -225,15 +238,18 @@ def run_command(argv: list[str] | None = None) -> int:
         return 2
     except DriftFound:
         return DRIFT_EXIT
+    except Interrupted as exc:
+        print(str(exc), file=sys.stderr)
+        return INTERRUPTED_EXIT
     except click.exceptions.Abort:
         print("aborted", file=sys.stderr)
-        return 130
+        return INTERRUPTED_EXIT
     except click.ClickException as exc:  # usage errors: unknown option, missing argument
         exc.show()
         return exc.exit_code
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
-        return 130
+        return INTERRUPTED_EXIT
     except Exception as exc:
         if os.environ.get("AUTOML_DEBUG"):
             traceback.print_exc()

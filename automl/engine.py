@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import optuna
 import pandas as pd
 from sklearn.model_selection import train_test_split
 from threadpoolctl import threadpool_limits
@@ -39,6 +40,7 @@ from automl.assess import (
     score_or_nan,
     weighted_mean,
 )
+from automl.checkpoint import ELAPSED_ATTR, FINGERPRINT_ATTR, TRIALS_DIR, OutcomeStore, fingerprint
 from automl.data import TrainingData, check_target, load_table, prepare_training
 from automl.drift import REFERENCE_FILE, build_reference
 from automl.ensemble import select_ensemble
@@ -57,7 +59,8 @@ from automl.spec import IN_MEMORY, Spec
 from automl.trial import COMPLETE, PRUNED, TrialOutcome, Workload
 from automl.validation import Folds, make_folds
 
-RUN_FILES = ("study.db", "study.db-wal", "study.db-shm", "leaderboard.csv", "run.json", "report.html", "model")
+RUN_FILES = ("study.db", "study.db-wal", "study.db-shm", "leaderboard.csv", "run.json", "report.html", "model",
+             TRIALS_DIR)
 STOP_MARGIN_S = 2.0
 """Kept back after the search for cancelling trials and stopping Ray (1.4-1.6 s measured on 2 cores)."""
 SELECT_MARGIN_S = 1.0
@@ -123,13 +126,18 @@ def refit_estimate_s(outcome: TrialOutcome, n_folds: int) -> float:
 class Run:
     """The state of one fit while it runs."""
 
-    def __init__(self, spec: Spec, run_plan: Plan, output_dir: Path, progress: Progress, started: float):
+    def __init__(self, spec: Spec, run_plan: Plan, output_dir: Path, progress: Progress, started: float,
+                 spent_before_s: float = 0.0):
         self.spec = spec
         self.plan = run_plan
         self.output_dir = output_dir
         self.progress = progress
         self.started = started
-        self.hard_deadline = self.started + spec.budget.time_s
+        self.spent_before_s = spent_before_s
+        """What an interrupted run had spent of the budget, when this one resumes it."""
+        self.hard_deadline = self.started + max(0.0, spec.budget.time_s - spent_before_s)
+        self.interrupted = False
+        self.resumed = False
         self.outcomes: list[TrialOutcome] = []
         self.timings: dict[str, float] = {}
         self.ensemble_note = "not tried"
@@ -164,7 +172,7 @@ class Run:
     def checks_margin_s(self) -> float:
         return CHECKS_MARGIN_S if self.holdout_share or self.spec.data.sensitive else 0.0
 
-    def search(self, workload: Workload, metric: Metric) -> None:
+    def search(self, workload: Workload, metric: Metric, workload_fingerprint: str) -> None:
         data, folds = workload.data, workload.folds
         hw = self.spec.hardware
         search = Search(self.plan.families, data.task, metric, storage_url(str(self.output_dir / "study.db")),
@@ -172,9 +180,13 @@ class Run:
                         gpus_per_trial=hw.gpus_per_trial if hw.gpus else 0, max_trials=self.spec.budget.max_trials,
                         trial_time_limit_s=self.plan.trial_time_limit_s, portfolios=self.plan.portfolios,
                         shares=FamilyShares(self.plan.families, metric.higher_is_better),
-                        max_model_bytes=bagging.MAX_FOLD_MODELS_BYTES)
+                        max_model_bytes=bagging.MAX_FOLD_MODELS_BYTES,
+                        outcome_store=OutcomeStore(self.output_dir / TRIALS_DIR))
+        search.study.set_user_attr(FINGERPRINT_ATTR, workload_fingerprint)
+        self.outcomes = list(search.recovered)
 
         def record(outcome: TrialOutcome) -> None:
+            search.study.set_user_attr(ELAPSED_ATTR, self.spent_before_s + self.elapsed())
             self.outcomes.append(outcome)
             candidates = self.best_outcomes(metric)
             for dropped in candidates[ENSEMBLE_CANDIDATES:]:  # only candidates keep their fold models
@@ -187,7 +199,8 @@ class Run:
             payload = executor.put(workload)
             all_outcomes = search.run(executor, payload, lambda: self.search_deadline(metric, len(folds)), record)
             loop_end = self.elapsed()
-        self.outcomes = all_outcomes  # with the trials cancelled at the deadline
+        self.outcomes = search.recovered + all_outcomes  # with the trials cancelled at the deadline
+        self.interrupted = search.interrupted
         self.timings["stop_s"] = self.elapsed() - loop_end
 
     # -- the final model --------------------------------------------------
@@ -302,6 +315,8 @@ class Inputs:
     holdout: pd.DataFrame | None
     """Holdout rows that have a target value, as given."""
     deduplicated_rows: int = 0
+    fingerprint: str = ""
+    """The spec and data this search is made of (a resumed run must match it)."""
 
 
 def _load_and_check(spec: Spec, train: pd.DataFrame | None) -> Inputs:
@@ -324,7 +339,8 @@ def _load_and_check(spec: Spec, train: pd.DataFrame | None) -> Inputs:
     if holdout is not None:
         holdout = _checked_holdout(holdout, data, spec)
     reference = build_reference(frame[frame[target].notna()], data.schema, target, task)
-    return Inputs(data, folds, metric, run_plan, profile, reference, holdout, deduplicated)
+    return Inputs(data, folds, metric, run_plan, profile, reference, holdout, deduplicated,
+                  fingerprint(spec.model_dump(mode="json"), frame))
 
 
 def _checked_holdout(holdout: pd.DataFrame, data: TrainingData, spec: Spec) -> pd.DataFrame:
@@ -343,18 +359,32 @@ def _checked_holdout(holdout: pd.DataFrame, data: TrainingData, spec: Spec) -> p
 
 
 def run_fit(spec: Spec, train: pd.DataFrame | None = None, overwrite: bool = False,
-            progress: Progress | None = None, started: float | None = None) -> RunResult:
+            progress: Progress | None = None, started: float | None = None, resume: bool = False) -> RunResult:
     """Fit a whole run from a validated spec; ``train`` replaces ``data.train`` when given.
 
     The budget counts from ``started`` (a ``time.monotonic()`` reading; the command
-    line passes its own start, so imports count too), or from this call."""
+    line passes its own start, so imports count too), or from this call. With
+    ``resume``, an interrupted run in the output folder goes on: its finished trials
+    are kept, and it gets the part of the budget it had not spent (with no run there
+    to resume, it starts one)."""
     progress = progress or Progress(enabled=False)
     started = started if started is not None else time.monotonic()
-    _existing_run_files(spec.output_dir, overwrite)  # refuse early, before loading anything
+    if resume and not (spec.output_dir / "study.db").is_file():  # killed before it began: begin
+        progress.warn(f"nothing to resume in {spec.output_dir}: starting the run")
+        resume = False
+    if not resume:
+        _existing_run_files(spec.output_dir, overwrite)  # refuse early, before loading anything
     inputs = _load_and_check(spec, train)
     data = inputs.data
-    output_dir = prepare_output_dir(spec.output_dir, overwrite)  # only once the input is known good
-    run = Run(spec, inputs.plan, output_dir, progress, started)
+    spent_before_s = 0.0
+    if resume:
+        spent_before_s = resumable_run(spec, inputs.fingerprint)
+        output_dir = spec.output_dir
+        atomic.remove_leftovers(output_dir)
+    else:
+        output_dir = prepare_output_dir(spec.output_dir, overwrite)  # only once the input is known good
+    run = Run(spec, inputs.plan, output_dir, progress, started, spent_before_s)
+    run.resumed = resume
     run.timings["load_s"] = run.elapsed()
     progress.start(f"{spec.name}: {data.task}, {len(data.y)} rows, {data.X.shape[1]} features, "
                    f"metric {inputs.metric.name}, families {', '.join(f.name for f in inputs.plan.families)}, "
@@ -368,11 +398,27 @@ def run_fit(spec: Spec, train: pd.DataFrame | None = None, overwrite: bool = Fal
     return RunResult(predictor, leaderboard, summary, output_dir)
 
 
+def resumable_run(spec: Spec, expected_fingerprint: str) -> float:
+    """Check the output folder holds a run of this spec and data to resume; returns
+    the seconds it had spent (refuses, with InputError, anything else)."""
+    study_path = spec.output_dir / "study.db"
+    try:
+        study = optuna.load_study(study_name=spec.name, storage=storage_url(str(study_path)))
+    except KeyError:
+        raise InputError(f"{study_path} holds no run named '{spec.name}'; resume with the spec that made it") from None
+    if study.user_attrs.get(FINGERPRINT_ATTR) not in (None, expected_fingerprint):
+        raise InputError(f"the run in {spec.output_dir} was made from another spec or other data; "
+                         "resume it with the same ones, or start afresh with --overwrite")
+    return float(study.user_attrs.get(ELAPSED_ATTR, 0.0))
+
+
 def _search_and_finish(run: Run, inputs: Inputs) -> tuple[Predictor, pd.DataFrame, dict[str, Any]]:
     spec, output_dir, data, folds, metric = run.spec, run.output_dir, inputs.data, inputs.folds, inputs.metric
     holdout_X = data.schema.transform(inputs.holdout) if inputs.holdout is not None else None
     run.holdout_share = len(holdout_X) / len(data.y) if holdout_X is not None else 0.0
-    run.search(Workload(data, folds, holdout_X), metric)
+    run.search(Workload(data, folds, holdout_X), metric, inputs.fingerprint)
+    if run.interrupted:
+        run.progress.warn(f"interrupted: finishing with the {len(run.best_outcomes(metric))} trials that completed")
     search_end = run.elapsed()
     members, weights, ensemble_scores = run.select_members(data, folds, metric)
     run.timings["select_s"] = run.elapsed() - search_end
@@ -499,6 +545,8 @@ def _summary(run: Run, inputs: Inputs, leaderboard: pd.DataFrame, checks: Checks
         "warnings": inputs.profile.warnings + checks.warnings,
         "large_gap": bool(checks.warnings),
         "ensemble": run.ensemble_note,
+        "interrupted": run.interrupted,
+        "resumed": run.resumed,
         "final_model": run.final_model,
         "plan": run.plan.describe(),
         "rows": len(data.y),

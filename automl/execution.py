@@ -135,6 +135,29 @@ def trial_slots(offered_cpus: float, cap: int | None, cpus_per_trial: int) -> in
     return max(1, int(usable // cpus_per_trial))
 
 
+TEMP_PREFIX = "automl-ray-"
+"""Embedded instances keep their files in ``TEMP_PREFIX<driver pid>-<random>``."""
+
+
+def _remove_stale_temp_dirs(parent: str) -> None:
+    """Remove the folders of embedded instances whose driver is gone (killed, so it
+    could not clean up after itself)."""
+    for folder in Path(parent).glob(f"{TEMP_PREFIX}*-*"):
+        pid = folder.name.removeprefix(TEMP_PREFIX).split("-", 1)[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 LOOPBACK_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
 """Set to 0, Ray runs as on a laptop: its node address is the loopback one and its
 servers listen on 127.0.0.1 only (Ray 2.60 has no other switch for that)."""
@@ -235,7 +258,9 @@ class RayExecutor(Executor):
         (unless RAY_AUTH_MODE says otherwise); setting the variable here, after Ray was
         imported, would reach its processes but not this one."""
         # Short and private: Ray's socket paths must stay under 108 characters.
-        self._temp_dir = tempfile.mkdtemp(prefix="automl-ray-", dir="/tmp" if os.path.isdir("/tmp") else None)
+        parent = "/tmp" if os.path.isdir("/tmp") else tempfile.gettempdir()
+        _remove_stale_temp_dirs(parent)
+        self._temp_dir = tempfile.mkdtemp(prefix=f"{TEMP_PREFIX}{os.getpid()}-", dir=parent)
         self._owns_ray = True
         self._restore_network = _loopback_only()
         try:

@@ -23,6 +23,7 @@ from optuna.distributions import BaseDistribution, CategoricalDistribution, Floa
 from optuna.trial import TrialState
 from sqlalchemy import event
 
+from automl.checkpoint import OutcomeStore
 from automl.execution import Executor
 from automl.metrics import Metric
 from automl.models import ModelFamily
@@ -71,6 +72,11 @@ def open_storage(url: str) -> optuna.storages.BaseStorage:
     return storage
 
 
+def _family_params(params: dict[str, Any]) -> dict[str, Any]:
+    """A trial's configuration without the family: ``{"lightgbm.num_leaves": 31}`` -> ``{"num_leaves": 31}``."""
+    return {key.split(".", 1)[1]: value for key, value in params.items() if key != FAMILY_PARAM}
+
+
 def _suggest(trial: optuna.Trial, name: str, distribution: BaseDistribution) -> Any:
     if isinstance(distribution, FloatDistribution):
         return trial.suggest_float(name, distribution.low, distribution.high, log=distribution.log,
@@ -101,7 +107,8 @@ class Search:
                  study_name: str, seed: int, cpus_per_trial: int = 1, gpus_per_trial: float = 0,
                  max_trials: int | None = None, trial_time_limit_s: float = float("inf"),
                  portfolios: dict[str, list[dict[str, Any]]] | None = None,
-                 shares: FamilyShares | None = None, max_model_bytes: int = 0):
+                 shares: FamilyShares | None = None, max_model_bytes: int = 0,
+                 outcome_store: OutcomeStore | None = None):
         self.families = {family.name: family for family in families}
         self.task = task
         self.metric = metric
@@ -115,6 +122,12 @@ class Search:
                                          sampler=make_sampler(seed), pruner=make_pruner(), load_if_exists=True)
         self.shares = shares
         self.max_model_bytes = max_model_bytes
+        self.outcome_store = outcome_store
+        """Where finished trials' outcomes are kept, for a resumed run (None: nowhere)."""
+        self.interrupted = False
+        """Whether the last ``run`` was stopped by Ctrl-C (SIGINT) rather than its deadline."""
+        self.recovered = self._recover() if self.study.trials else []
+        """A resumed study's finished trials, as outcomes (see ``_recover``)."""
         portfolios = portfolios or {name: [family.default_params(task)] for name, family in self.families.items()}
         self.untried = {name: list(portfolios.get(name, [])) for name in self.families}
         """Each family's portfolio configurations not yet asked for, in order."""
@@ -128,8 +141,32 @@ class Search:
                 name = trial.params[FAMILY_PARAM]
                 self._note_asked(name)
                 self._note_score(name, trial.value)
-                tried = {key.split(".", 1)[1]: value for key, value in trial.params.items() if key != FAMILY_PARAM}
+                tried = _family_params(trial.params)
                 self.untried[name] = [config for config in self.untried.get(name, []) if config != tried]
+
+    def _recover(self) -> list[TrialOutcome]:
+        """Bring back a resumed study's finished trials from the outcome store. A trial
+        the study still calls running was cut off with its run: it is finished from its
+        saved outcome when it has one, otherwise failed and queued to run again."""
+        saved = self.outcome_store.load_all() if self.outcome_store else {}
+        states = {COMPLETE: TrialState.COMPLETE, PRUNED: TrialState.PRUNED}
+        recovered = []
+        for trial in self.study.get_trials(deepcopy=False):
+            outcome = saved.get(trial.number)
+            if trial.state == TrialState.RUNNING:
+                if outcome is None:
+                    self.study.tell(trial.number, state=TrialState.FAIL)
+                    self.study.enqueue_trial(trial.params)
+                    continue
+                state = states.get(outcome.status, TrialState.FAIL)
+                self.study.tell(trial.number, outcome.cv_score if state == TrialState.COMPLETE else None, state=state)
+            elif trial.state == TrialState.WAITING:
+                continue
+            if outcome is None:  # finished without a saved outcome (failed before saving was possible)
+                outcome = TrialOutcome(trial.number, trial.params[FAMILY_PARAM], _family_params(trial.params),
+                                       FAILED, error="its outcome was not saved")
+            recovered.append(outcome)
+        return recovered
 
     def _enqueue(self, configs: list[tuple[str, dict[str, Any]]]) -> None:
         """Queue (family, params) pairs to be tried, in order, before TPE samples anything."""
@@ -193,26 +230,31 @@ class Search:
             on_outcome(outcome)
 
         asked = len(self.study.trials) - len(self.study.get_trials(states=(TrialState.WAITING,)))
-        while time.monotonic() < deadline():
-            while len(pending) < executor.slots and (self.max_trials is None or asked < self.max_trials):
-                handle, running = self._submit(executor, payload, trial_fn)
-                pending[handle] = running
-                asked += 1
-            if not pending:
-                break
-            next_limit = min(r.started for r in pending.values()) + self.trial_time_limit_s
-            done, questions = executor.wait(list(pending), min(deadline(), next_limit) - time.monotonic())
-            executor.answer(self._verdicts(questions, pending))
-            for handle in done:
-                finish(handle, self._collect(executor, handle, pending[handle].spec))
-            for handle, running in list(pending.items()):
-                if time.monotonic() - running.started > self.trial_time_limit_s:
-                    executor.cancel(handle)
-                    finish(handle, self._failed(running.spec, f"timeout: ran past the per-trial limit of "
-                                                              f"{self.trial_time_limit_s:.0f}s"))
+        self.interrupted = False
+        try:
+            while time.monotonic() < deadline():
+                while len(pending) < executor.slots and (self.max_trials is None or asked < self.max_trials):
+                    handle, running = self._submit(executor, payload, trial_fn)
+                    pending[handle] = running
+                    asked += 1
+                if not pending:
+                    break
+                next_limit = min(r.started for r in pending.values()) + self.trial_time_limit_s
+                done, questions = executor.wait(list(pending), min(deadline(), next_limit) - time.monotonic())
+                executor.answer(self._verdicts(questions, pending))
+                for handle in done:
+                    finish(handle, self._collect(executor, handle, pending[handle].spec))
+                for handle, running in list(pending.items()):
+                    if time.monotonic() - running.started > self.trial_time_limit_s:
+                        executor.cancel(handle)
+                        finish(handle, self._failed(running.spec, f"timeout: ran past the per-trial limit of "
+                                                                  f"{self.trial_time_limit_s:.0f}s"))
+        except KeyboardInterrupt:  # Ctrl-C: stop here, keep what finished
+            self.interrupted = True
+        reason = "cancelled: interrupted" if self.interrupted else "cancelled: the time budget ran out"
         for handle, running in list(pending.items()):
             executor.cancel(handle)
-            finish(handle, self._failed(running.spec, "cancelled: the time budget ran out"))
+            finish(handle, self._failed(running.spec, reason))
         return outcomes
 
     @staticmethod
@@ -245,6 +287,9 @@ class Search:
         return outcome
 
     def _tell(self, trial: optuna.Trial, outcome: TrialOutcome) -> None:
+        """Record a finished trial: its outcome on disk first, then in the study (see ``automl.checkpoint``)."""
+        if self.outcome_store is not None:
+            self.outcome_store.save(outcome)
         trial.set_user_attr(TRIAL_LOG_ATTR, {  # one write, not one per field
             "fold_scores": outcome.fold_scores, "fit_time_s": outcome.fit_time_s,
             "predict_time_s": outcome.predict_time_s, "error": outcome.error, "host": outcome.host,

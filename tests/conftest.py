@@ -55,7 +55,11 @@ def write_spec(folder: Path, frame: pd.DataFrame, **spec) -> Path:
     return path
 
 
+def automl_exe() -> str:
+    """The installed ``automl`` console script."""
+    return shutil.which("automl", path=str(Path(sys.executable).parent)) or shutil.which("automl")
+
+
 def automl_cli(*args: str, timeout: float = 180) -> subprocess.CompletedProcess:
     """Run the installed ``automl`` console script, as a user would."""
-    exe = shutil.which("automl", path=str(Path(sys.executable).parent)) or shutil.which("automl")
-    return subprocess.run([exe, *map(str, args)], capture_output=True, text=True, timeout=timeout)
+    return subprocess.run([automl_exe(), *map(str, args)], capture_output=True, text=True, timeout=timeout)

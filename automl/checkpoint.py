@@ -1,0 +1,67 @@
+"""What a run keeps on disk so that ``automl fit --resume`` can go on after it was
+killed: every finished trial's outcome (out-of-fold predictions, fold scores, the
+holdout prediction; fold models are left out, so a resumed run refits its final
+members) in ``trials/``, next to the Optuna study in ``study.db``.
+
+An outcome is written, atomically, before the study is told about its trial. So
+a trial the study calls finished always has its outcome on disk, and a trial the
+study still calls running either has one (the run died between the two writes:
+it is finished now) or is run again (see ``Search.recover``).
+
+The files are pickles read back only from the run's own output folder, by the
+user who made it: the same trust as the study itself.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import joblib
+import pandas as pd
+
+from automl import atomic
+from automl.trial import TrialOutcome
+
+TRIALS_DIR = "trials"
+FINGERPRINT_ATTR = "fingerprint"
+"""The study's user attribute naming the spec and data a run was made from."""
+ELAPSED_ATTR = "elapsed_s"
+"""The study's user attribute holding the seconds the run had spent at its last finished trial."""
+
+
+class OutcomeStore:
+    """Finished trials' outcomes, one file each, in ``folder``."""
+
+    def __init__(self, folder: str | Path):
+        self.folder = Path(folder)
+
+    def path(self, number: int) -> Path:
+        return self.folder / f"trial_{number:05d}.joblib"
+
+    def save(self, outcome: TrialOutcome) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        with atomic.atomic_path(self.path(outcome.number)) as staged:
+            joblib.dump(replace(outcome, fold_models=None), staged)
+
+    def load_all(self) -> dict[int, TrialOutcome]:
+        if not self.folder.is_dir():
+            return {}
+        outcomes = {}
+        for path in sorted(self.folder.glob("trial_*.joblib")):
+            outcome = joblib.load(path)
+            outcomes[outcome.number] = outcome
+        return outcomes
+
+
+def fingerprint(spec_dump: dict[str, Any], frame: pd.DataFrame) -> str:
+    """What makes two runs the same search: the spec (its budget, output and
+    hardware aside: a resumed run may change those) and the training data."""
+    kept = {key: value for key, value in spec_dump.items() if key not in ("budget", "output", "hardware")}
+    digest = hashlib.sha256(json.dumps(kept, sort_keys=True, default=str).encode())
+    digest.update(str(frame.shape).encode())
+    digest.update(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
+    return digest.hexdigest()

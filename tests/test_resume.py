@@ -1,0 +1,105 @@
+"""A run survives being killed: SIGKILL at a random moment, then --resume keeps every
+finished trial and completes; Ctrl-C stops cleanly with the best model so far written."""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import time
+
+import optuna
+import pytest
+
+from automl import AutoML
+from automl.checkpoint import FINGERPRINT_ATTR
+from tests.conftest import automl_cli, automl_exe, write_spec
+
+
+def _finished_trials(study: str) -> dict[int, str]:
+    """Trial number -> state of the trials the study holds as finished (complete or pruned)."""
+    try:
+        with sqlite3.connect(study) as db:
+            rows = db.execute("select number, state from trials where state in ('COMPLETE', 'PRUNED')").fetchall()
+    except sqlite3.OperationalError:  # not created yet
+        return {}
+    return dict(rows)
+
+
+def _start_fit(spec, *options: str) -> subprocess.Popen:
+    """``automl fit`` in its own process group, as a shell would start it."""
+    return subprocess.Popen([automl_exe(), "fit", str(spec), "--quiet", *options], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+
+
+def _wait_for_trials(process: subprocess.Popen, study: str, n: int, timeout: float = 90) -> dict[int, str]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and process.poll() is None:
+        finished = _finished_trials(study)
+        if len(finished) >= n:
+            return finished
+        time.sleep(0.2)
+    pytest.fail(f"the fit did not finish {n} trials in time (exit {process.poll()})")
+
+
+def _no_ray_left(temp_dirs_before: set[str]) -> bool:
+    """No Ray process of a run is left, and no Ray folder but those there before."""
+    listing = subprocess.run(["pgrep", "-f", "automl-ray-"], capture_output=True, text=True).stdout
+    return not listing.split() and set(glob.glob("/tmp/automl-ray-*")) <= temp_dirs_before
+
+
+@pytest.fixture()
+def spec(tmp_path, binary_frame):
+    return write_spec(tmp_path, binary_frame, budget={"time_s": 40}, models={"include": ["linear", "lightgbm"]})
+
+
+def test_resume_after_sigkill_keeps_every_finished_trial(tmp_path, binary_frame):
+    spec = write_spec(tmp_path, binary_frame, budget={"time_s": 40, "max_trials": 10},  # the resumed run stops
+                      models={"include": ["linear", "lightgbm"]})                        # at 10, not at 40 s
+    study = str(tmp_path / "run" / "study.db")
+    temp_dirs = set(glob.glob("/tmp/automl-ray-*"))
+    process = _start_fit(spec)
+    _wait_for_trials(process, study, 3)
+    os.killpg(process.pid, signal.SIGKILL)  # the driver and the Ray processes it started
+    process.wait()
+    before = _finished_trials(study)  # what had finished by the kill
+    resumed = automl_cli("fit", spec, "--resume", "--quiet")
+    assert resumed.returncode == 0, resumed.stderr
+    summary = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert summary["resumed"] is True
+    after = {t["trial"]: t["status"].upper() for t in summary["trial_log"]}
+    assert {n: after.get(n) for n in before} == before  # none lost, none run again
+    model = AutoML.load(tmp_path / "run")
+    assert len(model.predict(binary_frame)) == len(binary_frame)
+    assert _no_ray_left(temp_dirs)  # the killed run's Ray folder was removed by the resumed one
+
+
+def test_ctrl_c_stops_cleanly_with_the_best_model_so_far(spec, tmp_path, binary_frame):
+    study = str(tmp_path / "run" / "study.db")
+    temp_dirs = set(glob.glob("/tmp/automl-ray-*"))
+    process = _start_fit(spec, "--resume")  # nothing to resume yet: it starts the run
+    _wait_for_trials(process, study, 2)
+    started = time.monotonic()
+    os.killpg(process.pid, signal.SIGINT)  # Ctrl-C reaches the whole foreground group
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 130, err
+    assert time.monotonic() - started < 20  # it stopped, it did not run out its 40 s budget
+    assert "interrupted: the best model so far is in" in err
+    summary = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert summary["interrupted"] is True and summary["trials"]["complete"] >= 1
+    assert len(AutoML.load(tmp_path / "run").predict(binary_frame)) == len(binary_frame)
+    assert _no_ray_left(temp_dirs)
+
+
+def test_resume_refuses_what_it_cannot_resume(tmp_path, binary_frame):
+    spec = write_spec(tmp_path, binary_frame)
+    (tmp_path / "run").mkdir()
+    study = optuna.create_study(study_name="t", storage=f"sqlite:///{tmp_path / 'run' / 'study.db'}")
+    study.set_user_attr(FINGERPRINT_ATTR, "a run of other data")
+    refused = automl_cli("fit", spec, "--resume")
+    assert refused.returncode == 2
+    assert refused.stderr == (f"error: the run in {tmp_path / 'run'} was made from another spec or other data; "
+                              "resume it with the same ones, or start afresh with --overwrite\n")
