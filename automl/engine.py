@@ -369,9 +369,10 @@ def run_fit(spec: Spec, train: pd.DataFrame | None = None, overwrite: bool = Fal
     to resume, it starts one)."""
     progress = progress or Progress(enabled=False)
     started = started if started is not None else time.monotonic()
-    if resume and not (spec.output_dir / "study.db").is_file():  # killed before it began: begin
+    if resume and not _holds_study(spec):  # killed before its first trial was asked for: begin
         progress.warn(f"nothing to resume in {spec.output_dir}: starting the run")
         resume = False
+        overwrite = overwrite or (spec.output_dir / "study.db").is_file()  # a study file with no study in it
     if not resume:
         _existing_run_files(spec.output_dir, overwrite)  # refuse early, before loading anything
     inputs = _load_and_check(spec, train)
@@ -398,14 +399,17 @@ def run_fit(spec: Spec, train: pd.DataFrame | None = None, overwrite: bool = Fal
     return RunResult(predictor, leaderboard, summary, output_dir)
 
 
+def _holds_study(spec: Spec) -> bool:
+    """Whether the output folder's study.db holds this spec's study (a run killed while
+    starting may leave the file without it)."""
+    path = spec.output_dir / "study.db"
+    return path.is_file() and spec.name in optuna.get_all_study_names(storage=storage_url(str(path)))
+
+
 def resumable_run(spec: Spec, expected_fingerprint: str) -> float:
     """Check the output folder holds a run of this spec and data to resume; returns
     the seconds it had spent (refuses, with InputError, anything else)."""
-    study_path = spec.output_dir / "study.db"
-    try:
-        study = optuna.load_study(study_name=spec.name, storage=storage_url(str(study_path)))
-    except KeyError:
-        raise InputError(f"{study_path} holds no run named '{spec.name}'; resume with the spec that made it") from None
+    study = optuna.load_study(study_name=spec.name, storage=storage_url(str(spec.output_dir / "study.db")))
     if study.user_attrs.get(FINGERPRINT_ATTR) not in (None, expected_fingerprint):
         raise InputError(f"the run in {spec.output_dir} was made from another spec or other data; "
                          "resume it with the same ones, or start afresh with --overwrite")

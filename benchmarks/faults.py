@@ -38,6 +38,7 @@ AUTOML = str(Path(sys.executable).parent / "automl")
 
 
 def _write_spec(folder: Path, data: Path, target: str, time_s: float) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
     spec = {"name": "faults", "data": {"train": str(data), "target": target}, "budget": {"time_s": time_s},
             "output": str(folder / "run")}
     path = folder / "spec.yaml"
