@@ -56,6 +56,8 @@ def fit(spec: Path = typer.Argument(..., help="Task spec (YAML, TOML or JSON).")
         resume: bool = typer.Option(False, "--resume", help="Go on with the interrupted run in the output folder."),
         quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output.")) -> None:
     """Run the whole fit: search, ensemble, refit; write leaderboard, model, report and run.json."""
+    if overwrite and resume:
+        raise InputError("--overwrite and --resume contradict each other: choose one")
     from automl.spec import load_spec
 
     overrides = list(set_)
@@ -69,8 +71,6 @@ def fit(spec: Path = typer.Argument(..., help="Task spec (YAML, TOML or JSON).")
     from automl.engine import run_fit
     from automl.progress import Progress
 
-    if overwrite and resume:
-        raise InputError("--overwrite and --resume contradict each other: choose one")
     result = run_fit(checked, overwrite=overwrite, progress=Progress(enabled=not quiet), started=STARTED,
                      resume=resume)
     print_leaderboard(result.leaderboard, limit=10)

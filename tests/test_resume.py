@@ -96,6 +96,8 @@ def test_ctrl_c_stops_cleanly_with_the_best_model_so_far(spec, tmp_path, binary_
 
 def test_resume_refuses_what_it_cannot_resume(tmp_path, binary_frame):
     spec = write_spec(tmp_path, binary_frame)
+    both = automl_cli("fit", spec, "--resume", "--overwrite")
+    assert both.returncode == 2 and both.stderr == "error: --overwrite and --resume contradict each other: choose one\n"
     (tmp_path / "run").mkdir()
     study = optuna.create_study(study_name="t", storage=f"sqlite:///{tmp_path / 'run' / 'study.db'}")
     study.set_user_attr(FINGERPRINT_ATTR, "a run of other data")
