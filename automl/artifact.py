@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 from automl import atomic
-from automl.data import MAX_NAMED, FeatureSchema, TargetEncoder, load_table
+from automl.data import FeatureSchema, TargetEncoder, load_table, named_columns
 from automl.errors import DataWarning, InputError
 from automl.trial import predict_matrix
 
@@ -74,10 +74,8 @@ class Predictor:
             raise InputError(f"expected a pandas DataFrame, got {type(frame).__name__}")
         unknown = self.schema.unknown_columns(frame, expected=(self.target_name,))
         if unknown:
-            shown = ", ".join(f"'{name}'" for name in unknown[:MAX_NAMED])
-            more = f" and {len(unknown) - MAX_NAMED} more" if len(unknown) > MAX_NAMED else ""
-            warnings.warn(f"ignoring {len(unknown)} column(s) the model was not trained on: {shown}{more}",
-                          DataWarning, stacklevel=3)
+            warnings.warn(f"ignoring {len(unknown)} column(s) the model was not trained on: "
+                          f"{named_columns(unknown)}", DataWarning, stacklevel=3)
         return self.schema.transform(frame)
 
     def predict_matrix(self, data: pd.DataFrame | str | Path) -> np.ndarray:

@@ -32,10 +32,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         yield staged
         os.replace(staged, path)
     finally:
-        if staged.is_dir():
-            shutil.rmtree(staged, ignore_errors=True)
-        else:
-            staged.unlink(missing_ok=True)
+        staged.unlink(missing_ok=True)
 
 
 def write_text(path: str | Path, text: str) -> Path:

@@ -6,7 +6,7 @@ members) in ``trials/``, next to the Optuna study in ``study.db``.
 An outcome is written, atomically, before the study is told about its trial. So
 a trial the study calls finished always has its outcome on disk, and a trial the
 study still calls running either has one (the run died between the two writes:
-it is finished now) or is run again (see ``Search.recover``).
+it is finished now) or is run again (see ``Search._recover``).
 
 The files are pickles read back only from the run's own output folder, by the
 user who made it: the same trust as the study itself.

@@ -31,6 +31,12 @@ MAX_NAMED = 10
 """Error messages name at most this many columns."""
 
 
+def named_columns(names: list[str]) -> str:
+    """``'a', 'b' and 3 more``: columns named in a message, at most MAX_NAMED of them."""
+    shown = ", ".join(f"'{name}'" for name in names[:MAX_NAMED])
+    return shown + (f" and {len(names) - MAX_NAMED} more" if len(names) > MAX_NAMED else "")
+
+
 def load_table(source: str | Path | pd.DataFrame) -> pd.DataFrame:
     """A DataFrame from a CSV or Parquet path, or the frame itself; refuses what no
     model could use as given (see ``check_table``)."""
@@ -105,20 +111,21 @@ def check_table(frame: pd.DataFrame, source: str) -> pd.DataFrame:
 
 
 def _check_mixed(name: str, values: pd.Series, source: str) -> None:
-    present = values.dropna()
-    if present.empty:
+    texts = values.dropna().astype(str)
+    if texts.empty:
         return
-    numbers = pd.to_numeric(present.astype(str), errors="coerce")
-    is_number = numbers.notna()
-    if is_number.all() or is_number.mean() < MOSTLY_NUMERIC_SHARE:
+    counts = texts.value_counts()  # each distinct text parsed once: this runs on every prediction
+    numbers = pd.to_numeric(counts.index.to_series(), errors="coerce")
+    is_number = numbers.notna().to_numpy()
+    if is_number.all() or counts[is_number].sum() / len(texts) < MOSTLY_NUMERIC_SHARE:
         return
     if np.isinf(numbers[is_number].to_numpy(dtype=float)).any():
         raise InputError(f"column '{name}' holds an infinite value in {source}; use a finite number "
                          "or leave the cell empty")
-    stray = present[~is_number]
-    row = int(values.index.get_loc(stray.index[0]))
-    raise InputError(f"column '{name}' is mostly numeric but holds text such as {stray.iloc[0]!r} (row {row + 1}) "
-                     f"in {source}; leave missing values empty or clean the column")
+    stray_texts = set(counts.index[~is_number])
+    position = int(np.flatnonzero(values.notna() & values.astype(str).isin(stray_texts))[0])
+    raise InputError(f"column '{name}' is mostly numeric but holds text such as {values.iloc[position]!r} "
+                     f"(row {position + 1}) in {source}; leave missing values empty or clean the column")
 
 
 def _is_integer_valued(values: pd.Series) -> bool:
@@ -266,9 +273,8 @@ class FeatureSchema:
         X = _named_by_strings(X)
         missing = [name for name in self.required_columns if name not in X.columns]
         if missing:
-            shown = ", ".join(f"'{name}'" for name in missing[:MAX_NAMED])
-            more = f" and {len(missing) - MAX_NAMED} more" if len(missing) > MAX_NAMED else ""
-            raise InputError(f"{len(missing)} column(s) the model uses are missing from the data: {shown}{more}")
+            raise InputError(f"{len(missing)} column(s) the model uses are missing from the data: "
+                             f"{named_columns(missing)}")
         out: dict[str, pd.Series] = {}
         for info in self.used:
             values = X[info.name]

@@ -317,6 +317,8 @@ class Inputs:
     deduplicated_rows: int = 0
     fingerprint: str = ""
     """The spec and data this search is made of (a resumed run must match it)."""
+    holdout_X: pd.DataFrame | None = None
+    """The holdout rows as model-ready features."""
 
 
 def _load_and_check(spec: Spec, train: pd.DataFrame | None) -> Inputs:
@@ -336,14 +338,16 @@ def _load_and_check(spec: Spec, train: pd.DataFrame | None) -> Inputs:
                             spec.data.sensitive)
     folds = make_folds(task, data.y, spec.validation.folds, spec.seed, data.groups, data.times)
     run_plan = plan(spec, task, len(data.y), data.X.shape[1], len(folds))
-    if holdout is not None:
-        holdout = _checked_holdout(holdout, data, spec)
+    holdout, holdout_X = _checked_holdout(holdout, data, spec) if holdout is not None else (None, None)
     reference = build_reference(frame[frame[target].notna()], data.schema, target, task)
     return Inputs(data, folds, metric, run_plan, profile, reference, holdout, deduplicated,
-                  fingerprint(spec.model_dump(mode="json"), frame))
+                  fingerprint(spec.model_dump(mode="json"), frame), holdout_X)
 
 
-def _checked_holdout(holdout: pd.DataFrame, data: TrainingData, spec: Spec) -> pd.DataFrame:
+def _checked_holdout(holdout: pd.DataFrame, data: TrainingData,
+                     spec: Spec) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The holdout's labelled rows and their model-ready features; refuses a holdout
+    the run could not score, before the search rather than after it."""
     target = spec.data.target
     if target not in holdout.columns:
         raise InputError(f"holdout data has no target column '{target}'")
@@ -353,9 +357,8 @@ def _checked_holdout(holdout: pd.DataFrame, data: TrainingData, spec: Spec) -> p
     holdout = holdout[holdout[target].notna()]
     if holdout.empty:
         raise InputError("holdout data has no rows with a target value")
-    data.target.encode(holdout[target])  # a class the training rows never show fails here, not after the search
-    data.schema.transform(holdout)
-    return holdout
+    data.target.encode(holdout[target])  # a class the training rows never show fails here
+    return holdout, data.schema.transform(holdout)
 
 
 def run_fit(spec: Spec, train: pd.DataFrame | None = None, overwrite: bool = False,
@@ -418,7 +421,7 @@ def resumable_run(spec: Spec, expected_fingerprint: str) -> float:
 
 def _search_and_finish(run: Run, inputs: Inputs) -> tuple[Predictor, pd.DataFrame, dict[str, Any]]:
     spec, output_dir, data, folds, metric = run.spec, run.output_dir, inputs.data, inputs.folds, inputs.metric
-    holdout_X = data.schema.transform(inputs.holdout) if inputs.holdout is not None else None
+    holdout_X = inputs.holdout_X
     run.holdout_share = len(holdout_X) / len(data.y) if holdout_X is not None else 0.0
     run.search(Workload(data, folds, holdout_X), metric, inputs.fingerprint)
     if run.interrupted:
