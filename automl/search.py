@@ -137,7 +137,7 @@ class Search:
             self._enqueue([(name, configs.pop(0)) for name, configs in self.untried.items() if configs])
         self._queued = len(self.study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
         for trial in self.study.get_trials(deepcopy=False):  # a resumed study: its history counts
-            if trial.state != TrialState.WAITING:
+            if trial.state != TrialState.WAITING and FAMILY_PARAM in trial.params:  # else killed before it had one
                 name = trial.params[FAMILY_PARAM]
                 self._note_asked(name)
                 self._note_score(name, trial.value)
@@ -156,11 +156,12 @@ class Search:
             if trial.state == TrialState.RUNNING:
                 if outcome is None:
                     self.study.tell(trial.number, state=TrialState.FAIL)
-                    self.study.enqueue_trial(trial.params)
+                    if FAMILY_PARAM in trial.params:  # killed before it was given one: nothing to run again
+                        self.study.enqueue_trial(trial.params)
                     continue
                 state = states.get(outcome.status, TrialState.FAIL)
                 self.study.tell(trial.number, outcome.cv_score if state == TrialState.COMPLETE else None, state=state)
-            elif trial.state == TrialState.WAITING:
+            elif trial.state == TrialState.WAITING or FAMILY_PARAM not in trial.params:
                 continue
             if outcome is None:  # finished without a saved outcome (failed before saving was possible)
                 outcome = TrialOutcome(trial.number, trial.params[FAMILY_PARAM], _family_params(trial.params),
