@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import optuna
+from optuna.trial import TrialState
+
 from automl.metrics import get_metric
 from automl.models import get_family
 from automl.planner import FamilyShares, plan
@@ -112,3 +115,18 @@ def test_a_resumed_search_does_not_repeat_portfolio_configurations(tmp_path):
     portfolio = [("linear", c) for c in get_family("linear").portfolio("binary")]
     tried = [(o.family, o.params) for o in first.done + again.done]
     assert all(tried.count(pair) == 1 for pair in portfolio)
+
+
+def test_a_search_resumes_past_trials_cut_off_mid_run(tmp_path):
+    families = [get_family(n) for n in ("linear", "knn")]
+    first = _InstantExecutor({"linear": 0.9, "knn": 0.8})
+    _search(tmp_path, families, max_trials=2).run(first, None, deadline=lambda: float("inf"))
+    study = optuna.load_study(study_name="s", storage=f"sqlite:///{tmp_path / 's.db'}")
+    study.ask()  # killed right after asking: running, no family yet
+    study.ask({"family": optuna.distributions.CategoricalDistribution(["linear", "knn"])})  # killed mid-trial
+    again = _InstantExecutor({"linear": 0.9, "knn": 0.8})
+    resumed = _search(tmp_path, families, max_trials=6)
+    resumed.run(again, None, deadline=lambda: float("inf"))
+    assert {t.state for t in resumed.study.trials} <= {TrialState.COMPLETE, TrialState.FAIL}
+    assert not [t for t in resumed.study.trials if t.state == TrialState.RUNNING]
+    assert again.done  # it went on
