@@ -46,23 +46,21 @@ from automl.drift import REFERENCE_FILE, build_reference
 from automl.ensemble import select_ensemble
 from automl.errors import InputError
 from automl.evaluate import scores_of
-from automl.execution import RayExecutor
+from automl.execution import backend_name, local, make_executor
 from automl.fairness import fairness_report
 from automl.metrics import Metric, get_metric
 from automl.models import get_family
-from automl.planner import FamilyShares, Plan, plan
+from automl.planner import GIB, FamilyShares, MemoryBudget, Plan, memory_budget_bytes, plan
 from automl.profile import DataProfile, profile_data
 from automl.progress import Progress
 from automl.report import write_report
 from automl.search import Search, storage_url
 from automl.spec import IN_MEMORY, Spec
-from automl.trial import COMPLETE, PRUNED, TrialOutcome, Workload
+from automl.trial import COMPLETE, PRUNED, TrialOutcome, Workload, subsample
 from automl.validation import Folds, make_folds
 
 RUN_FILES = ("study.db", "study.db-wal", "study.db-shm", "leaderboard.csv", "run.json", "report.html", "model",
              TRIALS_DIR)
-STOP_MARGIN_S = 2.0
-"""Kept back after the search for cancelling trials and stopping Ray (1.4-1.6 s measured on 2 cores)."""
 SELECT_MARGIN_S = 1.0
 """The ensemble selection's time limit (it took 0.4-1.1 s with 10 candidates on 2 cores)."""
 WRITE_MARGIN_S = 1.5
@@ -145,6 +143,11 @@ class Run:
         """How the members were made: "bagged" fold models or "refit" on all rows."""
         self.holdout_share = 0.0
         """Holdout rows per training row: what scoring a refit model on the holdout costs."""
+        self.backend = backend_name(spec.hardware, spec.budget.time_s)
+        self.memory: MemoryBudget | None = None
+        self.memory_notes: set[tuple[str, str]] = set()
+        self.stop_margin_s = 0.0
+        """Kept back after the search for cancelling trials and stopping the executor (its ``close_s``)."""
 
     def elapsed(self) -> float:
         return time.monotonic() - self.started
@@ -164,7 +167,7 @@ class Run:
         likely_members = self.best_outcomes(metric, 3 if self.spec.ensemble.enabled else 1)
         if not likely_members:
             return self.hard_deadline + max(FIRST_RESULT_GRACE_S, self.spec.budget.time_s)
-        reserve = (STOP_MARGIN_S + SELECT_MARGIN_S + ASSEMBLY_MARGIN_S + self.checks_margin_s()
+        reserve = (self.stop_margin_s + SELECT_MARGIN_S + ASSEMBLY_MARGIN_S + self.checks_margin_s()
                    + WRITE_MARGIN_S + importance_limit_s(self.spec)
                    + final_cost_s(likely_members, n_folds, self.holdout_share))
         return self.hard_deadline - reserve
@@ -188,20 +191,30 @@ class Run:
         def record(outcome: TrialOutcome) -> None:
             search.study.set_user_attr(ELAPSED_ATTR, self.spent_before_s + self.elapsed())
             self.outcomes.append(outcome)
+            self._warn_memory_once(outcome)
             candidates = self.best_outcomes(metric)
             for dropped in candidates[ENSEMBLE_CANDIDATES:]:  # only candidates keep their fold models
                 dropped.fold_models = None
             best = candidates[0] if candidates else None
             self.progress.trial_done(outcome, best, self.hard_deadline - time.monotonic())
 
-        with RayExecutor(hw.ray_address, hw.cpus, hw.gpus, hw.cpus_per_trial) as executor:
-            self.timings["ray_start_s"] = self.elapsed() - self.timings["load_s"]
+        with make_executor(hw, self.spec.budget.time_s) as executor:
+            self.stop_margin_s = executor.close_s
+            search.memory = self.memory = memory_budget(self.spec, workload, executor.slots)
+            self.timings["executor_start_s"] = self.elapsed() - self.timings["load_s"]
             payload = executor.put(workload)
             all_outcomes = search.run(executor, payload, lambda: self.search_deadline(metric, len(folds)), record)
             loop_end = self.elapsed()
         self.outcomes = search.recovered + all_outcomes  # with the trials cancelled at the deadline
         self.interrupted = search.interrupted
         self.timings["stop_s"] = self.elapsed() - loop_end
+
+    def _warn_memory_once(self, outcome: TrialOutcome) -> None:
+        """Say, the first time for each family, that the memory budget cut or skipped its trials."""
+        kind = "skipped" if (outcome.error or "").startswith("skipped:") else "subsampled" if outcome.train_rows else ""
+        if kind and (outcome.family, kind) not in self.memory_notes:
+            self.memory_notes.add((outcome.family, kind))
+            self.progress.warn(memory_warnings([outcome], self.memory)[0])
 
     # -- the final model --------------------------------------------------
     def select_members(self, data: TrainingData, folds: Folds,
@@ -244,9 +257,39 @@ class Run:
                                                                 data.target.n_classes, n_jobs)
                 else:
                     estimator = get_family(outcome.family).build(outcome.params, data.task, n_jobs, self.spec.seed)
-                    estimator.fit(data.X, data.y)
+                    rows = subsample(np.arange(len(data.y)), outcome.train_rows, self.spec.seed)
+                    estimator.fit(data.X.iloc[rows], data.y[rows])
                 fitted.append(Member(model_name(outcome), outcome.family, outcome.params, weight, estimator))
         return fitted
+
+
+def memory_budget(spec: Spec, workload: Workload, slots: int) -> MemoryBudget:
+    """Each trial's share of ``budget.memory_gb`` (see ``MemoryBudget``)."""
+    data, folds = workload.data, workload.folds
+    data_bytes = data.X.memory_usage(deep=True).sum() + data.y.nbytes
+    if workload.holdout is not None:
+        data_bytes += workload.holdout.memory_usage(deep=True).sum()
+    train_rows = max(len(train_idx) for train_idx, _ in folds.splits)
+    return MemoryBudget.share(memory_budget_bytes(spec.budget.memory_gb), float(data_bytes), slots, train_rows,
+                              data.X.shape[1], data.target.n_classes, len(folds))
+
+
+def memory_warnings(outcomes: list[TrialOutcome], memory: MemoryBudget | None) -> list[str]:
+    """One line per family whose trials the memory budget subsampled or skipped."""
+    if memory is None:
+        return []
+    per_trial = f"{memory.per_trial_bytes / GIB:.2g} GB a trial may use (budget.memory_gb)"
+    lines = []
+    for family in dict.fromkeys(o.family for o in outcomes):
+        cut = [o.train_rows for o in outcomes if o.family == family and o.train_rows]
+        skipped = sum(1 for o in outcomes if o.family == family and (o.error or "").startswith("skipped:"))
+        if cut:
+            lines.append(f"memory: {len(cut)} {family} trial(s) fit on a subsample (as few as {min(cut):,} of "
+                         f"{memory.train_rows:,} rows per fold): estimated to need more than the {per_trial}")
+        if skipped:
+            lines.append(f"memory: {skipped} {family} trial(s) skipped: too large for the {per_trial} "
+                         "even on a tenth of the rows")
+    return lines
 
 
 def all_bagged(members: list[TrialOutcome]) -> bool:
@@ -378,6 +421,16 @@ def run_fit(spec: Spec, train: pd.DataFrame | None = None, overwrite: bool = Fal
         overwrite = overwrite or (spec.output_dir / "study.db").is_file()  # a study file with no study in it
     if not resume:
         _existing_run_files(spec.output_dir, overwrite)  # refuse early, before loading anything
+    if backend_name(spec.hardware, spec.budget.time_s) == "local":
+        local.start_early()  # its workers' imports overlap loading the data
+    try:
+        return _fit(spec, train, overwrite, progress, started, resume)
+    finally:
+        local.discard_spare()  # started early but never used: the input was refused
+
+
+def _fit(spec: Spec, train: pd.DataFrame | None, overwrite: bool, progress: Progress, started: float,
+         resume: bool) -> RunResult:
     inputs = _load_and_check(spec, train)
     data = inputs.data
     spent_before_s = 0.0
@@ -549,12 +602,14 @@ def _summary(run: Run, inputs: Inputs, leaderboard: pd.DataFrame, checks: Checks
         "best_model": best["model"],  # what model/ holds: select_members picks the leaderboard's top
         "cv_score": float(best["cv_score"]),
         "holdout": checks.holdout,
-        "warnings": inputs.profile.warnings + checks.warnings,
+        "warnings": inputs.profile.warnings + memory_warnings(run.outcomes, run.memory) + checks.warnings,
         "large_gap": bool(checks.warnings),
         "ensemble": run.ensemble_note,
         "interrupted": run.interrupted,
         "resumed": run.resumed,
         "final_model": run.final_model,
+        "backend": run.backend,
+        "memory_gb_per_trial": round(run.memory.per_trial_bytes / GIB, 3) if run.memory else None,
         "plan": run.plan.describe(),
         "rows": len(data.y),
         "dropped_rows_missing_target": data.n_dropped_rows,
@@ -572,6 +627,7 @@ def _summary(run: Run, inputs: Inputs, leaderboard: pd.DataFrame, checks: Checks
         "over_budget_s": round(max(0.0, run.timings["total_s"] - spec.budget.time_s), 3),
         "trial_log": [{"trial": o.number, "family": o.family, "status": o.status, "train_score": o.train_score,
                        "cv_score": o.cv_score, "fold_scores": o.fold_scores, "fit_time_s": o.fit_time_s,
+                       "train_rows": o.train_rows,
                        "host": o.host, "node_id": o.node_id, "pid": o.pid, "resources": o.resources,
                        "started_at": o.started_at, "ended_at": o.ended_at, "error": o.error}
                       for o in run.outcomes],

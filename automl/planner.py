@@ -30,6 +30,9 @@ from automl.spec import Spec
 TRIAL_SHARE = 0.25
 MIN_TRIAL_LIMIT_S = 10.0
 MIN_AFFORDABLE_TRIALS = 20
+MIN_SAMPLE_SHARE, MIN_SAMPLE_ROWS = 0.1, 100
+"""A trial too large for its memory runs on a subsample of at least this share of its rows
+(and this many); below that it is skipped."""
 
 
 def trial_time_limit_s(budget_s: float) -> float:
@@ -68,6 +71,55 @@ class FamilyShares:
         used = {name: trials.get(name, 0) * self.cost[name] for name in self.order}
         spent = sum(used.values()) or 1.0
         return max(self.order, key=lambda name: (shares[name] - used[name] / spent, -self.order.index(name)))
+
+
+GIB = 2**30
+
+
+def memory_budget_bytes(memory_gb: float | None) -> float:
+    """``budget.memory_gb`` in bytes; null: the memory this machine has available now."""
+    if memory_gb is not None:
+        return memory_gb * GIB
+    import psutil
+
+    return float(psutil.virtual_memory().available)
+
+
+@dataclass(frozen=True)
+class MemoryBudget:
+    """What one trial may take of ``budget.memory_gb``, and how a larger one is made to fit.
+
+    The driver holds the data once and every worker a copy of it; what is left is
+    shared evenly between the trials that run at once. A trial whose family
+    estimates more than its share fits on a random subsample of each fold's
+    training rows (estimates grow about linearly with rows), so it still
+    predicts every validation row; one that would need less than MIN_SAMPLE_SHARE
+    of the rows is skipped."""
+
+    per_trial_bytes: float
+    train_rows: int
+    """Training rows of one fold fit."""
+    n_features: int
+    n_classes: int
+    n_folds: int
+
+    @classmethod
+    def share(cls, total_bytes: float, data_bytes: float, slots: int, train_rows: int, n_features: int,
+              n_classes: int, n_folds: int) -> MemoryBudget:
+        per_trial = (total_bytes - data_bytes) / max(1, slots) - data_bytes
+        return cls(max(0.0, per_trial), train_rows, n_features, n_classes, n_folds)
+
+    def need_bytes(self, family: ModelFamily, params: dict[str, Any], rows: int | None = None) -> float:
+        return family.estimated_trial_bytes(params, rows or self.train_rows, self.n_features, self.n_classes,
+                                            self.n_folds)
+
+    def rows_for(self, family: ModelFamily, params: dict[str, Any]) -> int | None:
+        """None: the trial fits as it is; otherwise the rows to fit each fold on (0: skip it)."""
+        need = self.need_bytes(family, params)
+        if need <= self.per_trial_bytes:
+            return None
+        rows = int(self.train_rows * self.per_trial_bytes / need)
+        return rows if rows >= max(MIN_SAMPLE_ROWS, MIN_SAMPLE_SHARE * self.train_rows) else 0
 
 
 @dataclass

@@ -27,7 +27,7 @@ from automl.checkpoint import OutcomeStore
 from automl.execution import Executor
 from automl.metrics import Metric
 from automl.models import ModelFamily
-from automl.planner import FamilyShares
+from automl.planner import GIB, FamilyShares, MemoryBudget
 from automl.trial import COMPLETE, FAILED, PRUNED, TrialOutcome, TrialSpec, run_trial
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -35,6 +35,8 @@ optuna.logging.set_verbosity(optuna.logging.WARNING)
 FAMILY_PARAM = "family"
 TRIAL_LOG_ATTR = "trial_log"
 """The study's user attribute holding where and how a trial ran."""
+MAX_SKIPS_IN_A_ROW = 20
+"""Stop asking for trials after this many in a row were skipped as too large for the memory budget."""
 
 
 def make_sampler(seed: int) -> optuna.samplers.BaseSampler:
@@ -95,6 +97,8 @@ class _Running:
     spec: TrialSpec
     started: float
     """time.monotonic() at submission."""
+    limit_s: float
+    """Its hard time limit: cancelled once it has run this long."""
 
 
 class Search:
@@ -126,6 +130,8 @@ class Search:
         """Where finished trials' outcomes are kept, for a resumed run (None: nowhere)."""
         self.interrupted = False
         """Whether the last ``run`` was stopped by Ctrl-C (SIGINT) rather than its deadline."""
+        self.memory: MemoryBudget | None = None
+        """What a trial may take of the memory budget (None: no limit)."""
         self.recovered = self._recover() if self.study.trials else []
         """A resumed study's finished trials, as outcomes (see ``_recover``)."""
         portfolios = portfolios or {name: [family.default_params(task)] for name, family in self.families.items()}
@@ -205,14 +211,26 @@ class Search:
             self._enqueue([(name, config)])
         return self.study.ask()
 
-    def _submit(self, executor: Executor, payload: Any, trial_fn: Callable) -> tuple[Any, _Running]:
+    def _prepare(self, executor: Executor, deadline: float) -> _Running:
+        """Ask for a trial: its family, configuration and, under a memory budget, rows."""
         trial = self._ask()
         family, params = self._propose(trial)
         self._note_asked(family)
+        rows = self.memory.rows_for(self.families[family], params) if self.memory else None
         spec = TrialSpec(trial.number, family, params, self.metric.name, self.seed, self.cpus_per_trial,
-                         executor.report_link(trial.number), self.max_model_bytes)
-        handle = executor.submit(trial_fn, payload, spec, **self.resources(family))
-        return handle, _Running(trial, spec, time.monotonic())
+                         executor.report_link(trial.number), self.max_model_bytes, rows)
+        now = time.monotonic()
+        return _Running(trial, spec, now, self.trial_limit_s(now, deadline))
+
+    def _too_large(self, spec: TrialSpec) -> TrialOutcome:
+        need = self.memory.need_bytes(self.families[spec.family], spec.params) / GIB
+        return self._failed(spec, f"skipped: needs ~{need:.2g} GB, over the {self.memory.per_trial_bytes / GIB:.2g}"
+                                  " GB a trial may use (budget.memory_gb) even on a tenth of the rows")
+
+    def trial_limit_s(self, now: float, deadline: float) -> float:
+        """A trial's hard time limit: the planner's per-trial limit, or the time left
+        before the search must stop, whichever is shorter."""
+        return max(0.0, min(self.trial_time_limit_s, deadline - now))
 
     def run(self, executor: Executor, payload: Any, deadline: Callable[[], float],
             on_outcome: Callable[[TrialOutcome], None] = lambda outcome: None,
@@ -223,39 +241,48 @@ class Search:
         pending: dict[Any, _Running] = {}
         outcomes: list[TrialOutcome] = []
 
-        def finish(handle: Any, outcome: TrialOutcome) -> None:
-            running = pending.pop(handle)
-            outcome.resources = self.resources(running.spec.family)
-            self._tell(running.trial, outcome)
+        def finish(trial: optuna.Trial, outcome: TrialOutcome) -> None:
+            outcome.resources = self.resources(outcome.family)
+            self._tell(trial, outcome)
             outcomes.append(outcome)
             on_outcome(outcome)
 
         asked = len(self.study.trials) - len(self.study.get_trials(states=(TrialState.WAITING,)))
         self.interrupted = False
+        self._skips_in_a_row = 0
         try:
             while time.monotonic() < deadline():
-                while len(pending) < executor.slots and (self.max_trials is None or asked < self.max_trials):
-                    handle, running = self._submit(executor, payload, trial_fn)
-                    pending[handle] = running
+                while (len(pending) < executor.slots and (self.max_trials is None or asked < self.max_trials)
+                       and self._skips_in_a_row < MAX_SKIPS_IN_A_ROW):
+                    running = self._prepare(executor, deadline())
                     asked += 1
+                    if running.spec.max_train_rows == 0:
+                        self._skips_in_a_row += 1
+                        finish(running.trial, self._too_large(running.spec))
+                        continue
+                    self._skips_in_a_row = 0
+                    handle = executor.submit(trial_fn, payload, running.spec, **self.resources(running.spec.family))
+                    pending[handle] = running
                 if not pending:
                     break
-                next_limit = min(r.started for r in pending.values()) + self.trial_time_limit_s
+                next_limit = min(r.started + r.limit_s for r in pending.values())
                 done, questions = executor.wait(list(pending), min(deadline(), next_limit) - time.monotonic())
                 executor.answer(self._verdicts(questions, pending))
                 for handle in done:
-                    finish(handle, self._collect(executor, handle, pending[handle].spec))
+                    running = pending.pop(handle)
+                    finish(running.trial, self._collect(executor, handle, running.spec))
                 for handle, running in list(pending.items()):
-                    if time.monotonic() - running.started > self.trial_time_limit_s:
+                    if time.monotonic() - running.started >= running.limit_s and time.monotonic() < deadline():
                         executor.cancel(handle)
-                        finish(handle, self._failed(running.spec, f"timeout: ran past the per-trial limit of "
-                                                                  f"{self.trial_time_limit_s:.0f}s"))
+                        pending.pop(handle)
+                        finish(running.trial, self._failed(running.spec, f"timeout: ran past its limit of "
+                                                                         f"{running.limit_s:.1f}s"))
         except KeyboardInterrupt:  # Ctrl-C: stop here, keep what finished
             self.interrupted = True
         reason = "cancelled: interrupted" if self.interrupted else "cancelled: the time budget ran out"
         for handle, running in list(pending.items()):
             executor.cancel(handle)
-            finish(handle, self._failed(running.spec, reason))
+            finish(running.trial, self._failed(running.spec, reason))
         return outcomes
 
     @staticmethod

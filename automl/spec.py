@@ -54,6 +54,9 @@ class DataSpec(_Section):
 class BudgetSpec(_Section):
     time_s: float = Field(120.0, gt=0, description="Wall-clock seconds for the whole fit.")
     max_trials: int | None = Field(None, ge=1, description="Stop after this many trials.")
+    memory_gb: float | None = Field(
+        None, gt=0, description="Memory the run may use; null: what the machine has available when it starts. "
+                                "A trial estimated to need more than its share runs on a subsample, or is skipped.")
 
 
 class ValidationSpec(_Section):
@@ -89,6 +92,9 @@ RAY_ADDRESS = re.compile(r"^(auto|(ray://)?[A-Za-z0-9.\-\[\]:]+:\d{1,5})$")
 
 
 class HardwareSpec(_Section):
+    backend: Literal["auto", "ray", "local"] = Field(
+        "auto", description="Where trials run. auto: Ray for a cluster, GPUs or budgets of 60 s and more, "
+                            "otherwise worker processes on this machine (local); ray; local (CPUs only).")
     ray_address: str | None = Field(
         None, description="null: an embedded local Ray; 'auto', 'HOST:PORT' or 'ray://HOST:PORT': join that cluster.")
     cpus: int | None = Field(None, ge=1, description="CPUs the run may use; null: all offered.")
@@ -132,6 +138,9 @@ class Spec(_Section):
     def _consistent(self) -> Spec:
         if self.hardware.cpus is not None and self.hardware.cpus_per_trial > self.hardware.cpus:
             raise ValueError("hardware.cpus_per_trial is larger than hardware.cpus")
+        if self.hardware.backend == "local" and (self.hardware.ray_address or self.hardware.gpus):
+            raise ValueError("hardware.backend local runs on this machine's CPUs only: "
+                             "it cannot take hardware.ray_address or hardware.gpus")
         return self
 
     @property
@@ -269,6 +278,7 @@ metric: {DEFAULT_METRIC[task]}                 # one of: {", ".join(metric_names
 budget:
   time_s: 120                     # wall clock for the whole fit, ensembling included
   max_trials: null
+  memory_gb: null                 # null: the memory available; larger trials run on a subsample
 validation:
   folds: 5
   test_size: null                 # e.g. 0.2 carves a stratified holdout when data.test is absent
@@ -279,6 +289,7 @@ ensemble:
   enabled: true
   size: 25                        # greedy selection rounds
 hardware:
+  backend: auto                   # auto: Ray for a cluster, GPUs or budgets >= 60 s; else local processes
   ray_address: null               # null: Ray on this machine; "auto" or "HOST:PORT": a cluster
   cpus: null                      # null: all there are
   gpus: 0

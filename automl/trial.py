@@ -58,6 +58,8 @@ class TrialSpec:
     """A picklable object whose ``connect()`` returns a Reporter, or None."""
     max_model_bytes: int = 0
     """Return the fold models (serialised) when they take at most this many bytes; 0: never."""
+    max_train_rows: int | None = None
+    """Fit each fold on a random subsample of this many of its training rows (None: all of them)."""
 
 
 @dataclass
@@ -83,6 +85,8 @@ class TrialOutcome:
     """Each fold model's score on (a sample of) its own training rows."""
     holdout_prediction: np.ndarray | None = None
     """The fold models' mean prediction for the holdout rows, when there is a holdout."""
+    train_rows: int | None = None
+    """Rows each fold model was fit on, when the memory budget made the trial subsample them."""
 
     @property
     def cv_score(self) -> float:
@@ -110,7 +114,7 @@ def predict_matrix(estimator, X, task: str, n_classes: int) -> np.ndarray:
 
 def run_trial(workload: Workload, spec: TrialSpec) -> TrialOutcome:
     outcome = TrialOutcome(spec.number, spec.family, spec.params, COMPLETE, host=socket.gethostname(),
-                           pid=os.getpid(), started_at=time.time())
+                           pid=os.getpid(), started_at=time.time(), train_rows=spec.max_train_rows)
     try:
         with threadpool_limits(limits=spec.n_jobs):
             _cross_validate(workload, spec, outcome)
@@ -131,6 +135,7 @@ def _cross_validate(workload: Workload, spec: TrialSpec, outcome: TrialOutcome) 
     k = data.target.n_classes
     models, holdout_predictions = [], []
     for step, (train_idx, valid_idx) in enumerate(folds.splits):
+        train_idx = subsample(train_idx, spec.max_train_rows, spec.seed + step)
         estimator = family.build(spec.params, data.task, spec.n_jobs, spec.seed)
         started = time.perf_counter()
         estimator.fit(data.X.iloc[train_idx], data.y[train_idx])
@@ -152,6 +157,13 @@ def _cross_validate(workload: Workload, spec: TrialSpec, outcome: TrialOutcome) 
         outcome.holdout_prediction = np.mean(holdout_predictions, axis=0)
     if spec.max_model_bytes:
         outcome.fold_models = pack_fold_models(models, spec.max_model_bytes)
+
+
+def subsample(rows: np.ndarray, limit: int | None, seed: int) -> np.ndarray:
+    """``limit`` of ``rows`` drawn at random, in their order (all of them when within it)."""
+    if limit is None or len(rows) <= limit:
+        return rows
+    return np.sort(np.random.default_rng(seed).choice(rows, size=limit, replace=False))
 
 
 def _train_score(estimator, data: TrainingData, train_idx: np.ndarray, metric) -> float:

@@ -98,7 +98,7 @@ def budget_overrun(folder: Path, data: Path, target: str, time_s: float) -> dict
     wall = time.monotonic() - started
     summary = json.loads((folder / "run" / "run.json").read_text()) if fit.returncode == 0 else {}
     return {"budget_s": time_s, "wall_s": round(wall, 2), "overrun_pct": round(100 * (wall - time_s) / time_s, 1),
-            "exit": fit.returncode, "timings": summary.get("timings", {})}
+            "exit": fit.returncode, "timings": summary.get("timings", {}), "backend": summary.get("backend")}
 
 
 def main() -> None:
@@ -135,9 +135,10 @@ def main() -> None:
                   f"(of {sum(r['finished_at_kill'] for r in results)} finished at the kills)\n")
         for time_s in args.budgets:
             result = budget_overrun(work / f"budget_{time_s:g}", data, args.target, time_s)
+            timings = result["timings"]
             print(f"budget {time_s:6.1f}s: wall {result['wall_s']:7.2f}s, overrun {result['overrun_pct']:+6.1f}% "
-                  f"(exit {result['exit']}; load {result['timings'].get('load_s')}s, "
-                  f"ray start {result['timings'].get('ray_start_s')}s, stop {result['timings'].get('stop_s')}s)")
+                  f"(exit {result['exit']}, {result['backend']} backend; load {timings.get('load_s')}s, "
+                  f"executor start {timings.get('executor_start_s')}s, stop {timings.get('stop_s')}s)")
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

@@ -49,7 +49,8 @@ def _fit(tmp_path, frame):
     """A fit on 80% of ``frame`` with the rest as its holdout (``data.test``); returns it and the holdout."""
     holdout = frame.sample(frac=0.2, random_state=0)
     holdout.to_csv(tmp_path / "holdout.csv", index=False)
-    model = AutoML({"data": {"test": str(tmp_path / "holdout.csv")}}, target="target", max_trials=6,
+    model = AutoML({"data": {"test": str(tmp_path / "holdout.csv")}, "hardware": {"backend": "local"}},
+                   target="target", max_trials=6,
                    time_budget_s=60, models=["lightgbm", "linear"], seed=0, output=tmp_path / "run", verbose=False)
     return model.fit(frame.drop(index=holdout.index)), holdout
 

@@ -117,19 +117,27 @@ def test_a_node_leaving_mid_run_does_not_end_the_run(tmp_path, binary_frame, two
     assert (tmp_path / "run" / "model" / "model.joblib").is_file()
 
 
-def _trial_worker_pids() -> list[int]:
-    listing = subprocess.run(["ps", "-eo", "pid=,args="], capture_output=True, text=True).stdout
-    return [int(line.split()[0]) for line in listing.splitlines() if "ray::_run_placed" in line]
+def _trial_worker_pids(backend: str) -> list[int]:
+    """Ray's task workers running a trial, or the local backend's workers (the zygote's children)."""
+    listing = subprocess.run(["ps", "-eo", "pid=,ppid=,args="], capture_output=True, text=True).stdout
+    processes = [line.split(maxsplit=2) for line in listing.splitlines()]
+    if backend == "ray":
+        return [int(pid) for pid, _, args in processes if "ray::_run_placed" in args]
+    zygotes = {pid for pid, _, args in processes if "automl.execution._zygote" in args}
+    return [int(pid) for pid, parent, _ in processes if parent in zygotes]
 
 
-def test_a_worker_killed_mid_trial_does_not_end_the_run(tmp_path, binary_frame):
-    spec = write_spec(tmp_path, binary_frame, budget={"time_s": 25}, models={"include": ["random_forest"]})
+@pytest.mark.parametrize("backend", ["ray", "local"])
+def test_a_worker_killed_mid_trial_does_not_end_the_run(tmp_path, binary_frame, backend):
+    spec = write_spec(tmp_path, binary_frame, budget={"time_s": 25, "max_trials": 6},
+                      models={"include": ["random_forest"]},
+                      hardware={"backend": backend})
     run = subprocess.Popen([sys.executable, "-m", "automl", "fit", str(spec), "--quiet"],
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     killed = None
     deadline = time.monotonic() + 60
     while killed is None and time.monotonic() < deadline and run.poll() is None:
-        pids = _trial_worker_pids()
+        pids = _trial_worker_pids(backend)
         if pids:
             killed = pids[0]
             os.kill(killed, signal.SIGKILL)

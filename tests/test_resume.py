@@ -45,10 +45,12 @@ def _wait_for_trials(process: subprocess.Popen, study: str, n: int, timeout: flo
     pytest.fail(f"the fit did not finish {n} trials in time (exit {process.poll()})")
 
 
-def _no_ray_left(temp_dirs_before: set[str]) -> bool:
-    """No Ray process of a run is left, and no Ray folder but those there before."""
-    listing = subprocess.run(["pgrep", "-f", "automl-ray-"], capture_output=True, text=True).stdout
-    return not listing.split() and set(glob.glob("/tmp/automl-ray-*")) <= temp_dirs_before
+def _nothing_left(temp_dirs_before: set[str]) -> bool:
+    """No Ray process or local worker of a run is left, and no Ray folder but those there before."""
+    for pattern in ("automl-ray-", "automl.execution._zygote"):
+        if subprocess.run(["pgrep", "-f", pattern], capture_output=True, text=True).stdout.split():
+            return False
+    return set(glob.glob("/tmp/automl-ray-*")) <= temp_dirs_before
 
 
 @pytest.fixture()
@@ -56,14 +58,15 @@ def spec(tmp_path, binary_frame):
     return write_spec(tmp_path, binary_frame, budget={"time_s": 40}, models={"include": ["linear", "lightgbm"]})
 
 
-def test_resume_after_sigkill_keeps_every_finished_trial(tmp_path, binary_frame):
+@pytest.mark.parametrize("backend", ["local", "ray"])
+def test_resume_after_sigkill_keeps_every_finished_trial(tmp_path, binary_frame, backend):
     spec = write_spec(tmp_path, binary_frame, budget={"time_s": 40, "max_trials": 10},  # the resumed run stops
-                      models={"include": ["linear", "lightgbm"]})                        # at 10, not at 40 s
+                      models={"include": ["linear", "lightgbm"]}, hardware={"backend": backend})  # at 10, not 40 s
     study = str(tmp_path / "run" / "study.db")
     temp_dirs = set(glob.glob("/tmp/automl-ray-*"))
     process = _start_fit(spec)
     _wait_for_trials(process, study, 3)
-    os.killpg(process.pid, signal.SIGKILL)  # the driver and the Ray processes it started
+    os.killpg(process.pid, signal.SIGKILL)  # the driver and the processes it started
     process.wait()
     before = _finished_trials(study)  # what had finished by the kill
     resumed = automl_cli("fit", spec, "--resume", "--quiet")
@@ -74,7 +77,7 @@ def test_resume_after_sigkill_keeps_every_finished_trial(tmp_path, binary_frame)
     assert {n: after.get(n) for n in before} == before  # none lost, none run again
     model = AutoML.load(tmp_path / "run")
     assert len(model.predict(binary_frame)) == len(binary_frame)
-    assert _no_ray_left(temp_dirs)  # the killed run's Ray folder was removed by the resumed one
+    assert _nothing_left(temp_dirs)  # the killed run's Ray folder was removed by the resumed one
 
 
 def test_ctrl_c_stops_cleanly_with_the_best_model_so_far(spec, tmp_path, binary_frame):
@@ -91,7 +94,7 @@ def test_ctrl_c_stops_cleanly_with_the_best_model_so_far(spec, tmp_path, binary_
     summary = json.loads((tmp_path / "run" / "run.json").read_text())
     assert summary["interrupted"] is True and summary["trials"]["complete"] >= 1
     assert len(AutoML.load(tmp_path / "run").predict(binary_frame)) == len(binary_frame)
-    assert _no_ray_left(temp_dirs)
+    assert _nothing_left(temp_dirs)
 
 
 def test_resume_refuses_what_it_cannot_resume(tmp_path, binary_frame):

@@ -52,6 +52,15 @@ class ModelFamily(ABC):
         the family can say; the planner skips a family that cannot finish a trial."""
         return None
 
+    def estimated_trial_bytes(self, params: dict[str, Any], n_rows: int, n_features: int, n_classes: int,
+                              n_folds: int) -> float:
+        """Peak memory of one trial beyond the data its worker holds, fitting on ``n_rows``
+        rows per fold; roughly proportional to ``n_rows`` (the memory budget relies on it).
+        By default three float64 copies of the fold's rows: the rows taken, the
+        preprocessed matrix and the estimator's own; a family whose models grow with
+        the data says more."""
+        return 3.0 * n_rows * max(1, n_features) * 8
+
     def supports(self, task: str) -> bool:
         return task in self.tasks
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from optuna.distributions import CategoricalDistribution, IntDistribution
+from sklearn import get_config
 from sklearn.neighbors import KNeighborsClassifier, KNeighborsRegressor
 from sklearn.pipeline import make_pipeline
 
@@ -25,6 +26,14 @@ class KNNFamily(ModelFamily):
         # A smoother neighbourhood than scikit-learn's default, then that default (AutoGluon's "KNNUnif").
         return [{"n_neighbors": 15, "weights": "distance", "p": 2},
                 {"n_neighbors": 5, "weights": "uniform", "p": 2}]
+
+    def estimated_trial_bytes(self, params: dict[str, Any], n_rows: int, n_features: int, n_classes: int,
+                              n_folds: int) -> float:
+        """Each of the k fold models keeps its training rows (float64), and a query takes
+        distances in chunks of at most scikit-learn's ``working_memory`` (1 GiB)."""
+        rows_bytes = n_rows * max(1, n_features) * 8
+        distances = min(get_config()["working_memory"] * 2**20, n_rows * n_rows / max(1, n_folds - 1) * 8)
+        return (n_folds + 2) * rows_bytes + distances
 
     def build(self, params: dict[str, Any], task: str, n_jobs: int, seed: int):
         estimator = KNeighborsRegressor if task == "regression" else KNeighborsClassifier

@@ -1,0 +1,308 @@
+"""The local backend: trials in worker processes on this machine, without Ray.
+
+Ray's own start and stop cost a small machine most of a short budget (measured on
+2 cores: ``ray.init`` 4.5-6.5 s, a first task's worker ~3 s more, shutdown 1.5 s).
+These workers start in milliseconds with every model library imported: each is a
+fork of a *zygote*, a fresh interpreter that imports the libraries once, started
+as early as possible so that its imports run while the driver loads the data.
+
+Why not fork the driver itself: a process that has run OpenMP (LightGBM,
+scikit-learn) hangs its forked children at their first parallel region (measured
+here), and a driver, or a notebook calling ``AutoML().fit``, may have. The zygote
+never fits anything. Why not ``multiprocessing``'s fork server: its workers
+re-import the driver's main script, which runs an unguarded script's fit again.
+
+One worker per slot, each with a socket to the driver: it gets the shared data
+once, then runs one task at a time and sends back its result, or its running fold
+score to ask whether to stop. Cancelling a task kills its worker; the next task
+gets a new one. Workers and the zygote exit when the driver goes, even killed.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import os
+import pickle
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from importlib import import_module
+from multiprocessing.connection import Connection
+from multiprocessing.connection import wait as wait_for
+from typing import Any
+
+from automl.execution.base import Answer, Executor, Handle, Placement, Question, trial_slots
+
+PRELOAD = ("automl.trial", "automl.models.lightgbm", "automl.models.hist_gradient_boosting",
+           "automl.models.linear", "automl.models.extra_trees", "automl.models.random_forest",
+           "automl.models.knn", "automl.models.mlp")
+"""What the zygote imports before it forks workers (torch is imported by the MLP only when it builds a network)."""
+START_TIMEOUT_S = 120.0
+"""How long a new worker may take to appear (the zygote's imports come first)."""
+PARENT_CHECK_S = 0.5
+
+
+class WorkerLost(RuntimeError):
+    """A worker process ended while it ran a task (killed, out of memory, crashed)."""
+
+
+@dataclass(frozen=True)
+class SharedRef:
+    """A reference to data ``put`` once and kept by every worker."""
+
+    key: int
+
+
+class Zygote:
+    """The process that forks workers: started early, it imports PRELOAD once."""
+
+    def __init__(self) -> None:
+        self.control, theirs = socket.socketpair()
+        quiet = subprocess.DEVNULL if not os.environ.get("AUTOML_DEBUG") else None
+        self.process = subprocess.Popen([sys.executable, "-m", "automl.execution._zygote", str(theirs.fileno())],
+                                        pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL, stdout=quiet,
+                                        stderr=quiet)
+        theirs.close()
+
+    def fork(self) -> tuple[Connection, int]:
+        """A new worker: its connection and process id."""
+        self.control.settimeout(START_TIMEOUT_S)
+        try:
+            self.control.sendall(b"f")
+            message, fds, _, _ = socket.recv_fds(self.control, 32, 1)
+        except OSError as exc:
+            raise WorkerLost(f"could not start a worker process: {exc}") from exc
+        if not fds:
+            raise WorkerLost(f"could not start a worker process (zygote exit status {self.process.poll()})")
+        return Connection(fds[0]), int(message)
+
+    def stop(self) -> None:
+        self.control.close()  # the zygote sees the end of its input and exits
+        try:
+            self.process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+_spare: Zygote | None = None
+
+
+def start_early() -> None:
+    """Start the next local executor's zygote now, so its imports overlap the driver's work."""
+    global _spare
+    if _spare is None:
+        _spare = Zygote()
+
+
+def discard_spare() -> None:
+    """Stop a zygote started early that no executor took (the run failed before its search)."""
+    global _spare
+    if _spare is not None:
+        _spare.stop()
+        _spare = None
+
+
+def _take_spare() -> Zygote:
+    global _spare
+    zygote, _spare = _spare, None
+    return zygote if zygote is not None and zygote.process.poll() is None else Zygote()
+
+
+@dataclass
+class _Worker:
+    connection: Connection
+    pid: int
+    has: set[int]
+    """The shared objects it holds."""
+    task: Handle | None = None
+
+
+class LocalExecutor(Executor):
+    """Trials in worker processes on this machine (see the module's docstring)."""
+
+    close_s = 0.3
+
+    def __init__(self, cpus: int | None = None, cpus_per_trial: int = 1):
+        self._slots = trial_slots(os.cpu_count() or 1, cpus, cpus_per_trial)
+        self._zygote = _take_spare()
+        self._workers: list[_Worker] = []
+        self._shared: dict[int, bytes] = {}
+        self._results: dict[Handle, tuple[str, Any]] = {}
+        self._asking: dict[tuple[Any, int], _Worker] = {}
+        self._handles = itertools.count()
+
+    @property
+    def slots(self) -> int:
+        return self._slots
+
+    def put(self, obj: Any) -> SharedRef:
+        ref = SharedRef(len(self._shared))
+        self._shared[ref.key] = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+        return ref
+
+    def submit(self, fn: Callable, *args: Any, num_cpus: float = 1, num_gpus: float = 0) -> Handle:
+        if num_gpus:
+            raise ValueError("the local backend runs on CPUs only; use hardware.backend: ray for GPUs")
+        worker = self._idle_worker()
+        for ref in (arg for arg in args if isinstance(arg, SharedRef) and arg.key not in worker.has):
+            worker.connection.send(("put", ref.key, self._shared[ref.key]))
+            worker.has.add(ref.key)
+        worker.task = next(self._handles)
+        worker.connection.send(("run", worker.task, fn, args))
+        return worker.task
+
+    def _idle_worker(self) -> _Worker:
+        idle = [worker for worker in self._workers if worker.task is None]
+        if idle:
+            return idle[0]
+        if len(self._workers) >= self._slots:
+            raise RuntimeError(f"all {self._slots} workers are busy")
+        connection, pid = self._zygote.fork()
+        self._workers.append(_Worker(connection, pid, set()))
+        return self._workers[-1]
+
+    def wait(self, handles: list[Handle], timeout: float) -> tuple[list[Handle], list[Question]]:
+        until = math.inf if math.isinf(timeout) else time.monotonic() + max(0.0, timeout)
+        questions: list[Question] = []
+        while not questions and not any(h in self._results for h in handles):
+            busy = {worker.connection: worker for worker in self._workers if worker.task is not None}
+            left = until - time.monotonic()
+            if not busy or left <= 0:
+                break
+            for connection in wait_for(list(busy), timeout=None if math.isinf(left) else left):
+                questions += self._receive(busy[connection])
+        return [h for h in handles if h in self._results], questions
+
+    def _receive(self, worker: _Worker) -> list[Question]:
+        try:
+            message = worker.connection.recv()
+        except (EOFError, OSError):
+            self._results[worker.task] = ("lost", f"worker process {worker.pid} ended while running the trial "
+                                                  "(killed, out of memory, or crashed)")
+            self._drop(worker)
+            return []
+        kind, key = message[0], message[1]
+        if kind == "ask":
+            self._asking[(key, message[2])] = worker
+            return [(key, message[2], message[3])]
+        self._results[worker.task] = (kind, message[2])
+        worker.task = None
+        return []
+
+    def answer(self, answers: list[Answer]) -> None:
+        for key, step, stop in answers:
+            worker = self._asking.pop((key, step), None)
+            if worker is not None and worker in self._workers:
+                worker.connection.send(("answer", stop))
+
+    def report_link(self, key: Any) -> DriverLink:
+        return DriverLink(key)
+
+    def result(self, handle: Handle) -> tuple[Any, Placement]:
+        kind, value = self._results.pop(handle)
+        if kind == "done":
+            return value
+        raise WorkerLost(value) if kind == "lost" else RuntimeError(value)
+
+    def cancel(self, handle: Handle) -> None:
+        self._results.pop(handle, None)
+        for worker in [w for w in self._workers if w.task == handle]:
+            self._drop(worker)
+
+    def _drop(self, worker: _Worker) -> None:
+        """Kill a worker (it may be running a task) and forget it."""
+        try:
+            os.kill(worker.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        worker.connection.close()
+        self._workers.remove(worker)
+
+    def close(self) -> None:
+        for worker in list(self._workers):
+            self._drop(worker)
+        if self._zygote is not None:
+            self._zygote.stop()
+            self._zygote = None
+
+
+@dataclass(frozen=True)
+class DriverLink:
+    """A worker's way to ask the driver whether its trial should stop."""
+
+    key: Any
+
+    def connect(self) -> Callable[[int, float], bool]:
+        def ask(step: int, score: float) -> bool:
+            _driver.send(("ask", self.key, step, score))
+            return _driver.recv()[1]
+        return ask
+
+
+_driver: Connection | None = None
+"""In a worker: its connection to the driver."""
+
+
+def serve(control_fd: int) -> None:
+    """The zygote: import PRELOAD, then fork a worker for each request until the driver goes."""
+    control = socket.socket(fileno=control_fd)
+    for module in PRELOAD:
+        import_module(module)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the driver, which stops the workers
+    signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # workers are reaped by the system
+    zygote = os.getpid()
+    while _requested(control):
+        ours, theirs = socket.socketpair()
+        pid = os.fork()
+        if pid == 0:
+            control.close()
+            ours.close()
+            signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+            _work(Connection(theirs.detach()), zygote)
+        socket.send_fds(control, [str(pid).encode()], [ours.fileno()])
+        ours.close()
+        theirs.close()
+
+
+def _requested(control: socket.socket) -> bool:
+    try:
+        return control.recv(1) == b"f"
+    except OSError:  # the driver is gone
+        return False
+
+
+def _work(connection: Connection, zygote: int) -> None:
+    """A worker: run tasks as they come; exit when the driver or the zygote is gone."""
+    global _driver
+    _driver = connection
+    threading.Thread(target=_exit_when_orphaned, args=(zygote,), daemon=True).start()
+    shared: dict[int, Any] = {}
+    while True:
+        try:
+            message = connection.recv()
+        except (EOFError, OSError):
+            os._exit(0)
+        if message[0] == "put":
+            shared[message[1]] = pickle.loads(message[2])
+            continue
+        _, task, fn, args = message
+        args = [shared[arg.key] if isinstance(arg, SharedRef) else arg for arg in args]
+        try:
+            reply = ("done", task, (fn(*args), Placement("local", os.getpid())))
+        except Exception as exc:  # the task's own failure: the driver records it
+            reply = ("error", task, f"{type(exc).__name__}: {exc}")
+        connection.send(reply)
+
+
+def _exit_when_orphaned(zygote: int) -> None:
+    """The zygote exits with the driver; a worker busy with a long fit notices here."""
+    while os.getppid() == zygote:
+        time.sleep(PARENT_CHECK_S)
+    os._exit(1)

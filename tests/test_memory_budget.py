@@ -1,0 +1,64 @@
+"""budget.memory_gb: trials estimated too large for their share run on a subsample, or are
+skipped, with a warning, instead of exhausting the machine's memory."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from automl.engine import run_fit
+from automl.models import get_family
+from automl.planner import GIB, MemoryBudget, memory_budget_bytes
+from automl.spec import load_spec
+from tests.conftest import write_spec
+
+FOREST = {"n_estimators": 200, "max_features": 0.3, "min_samples_leaf": 1, "criterion": "gini"}
+
+
+def _budget(per_trial_bytes: float, train_rows: int = 10_000) -> MemoryBudget:
+    return MemoryBudget(per_trial_bytes, train_rows, n_features=20, n_classes=2, n_folds=5)
+
+
+def test_a_trial_within_its_share_runs_whole_a_larger_one_on_a_subsample_and_a_huge_one_not_at_all():
+    forest = get_family("random_forest")
+    need = _budget(0).need_bytes(forest, FOREST)
+    assert _budget(need).rows_for(forest, FOREST) is None
+    assert _budget(need / 4).rows_for(forest, FOREST) == 2_500  # estimates grow with rows
+    assert _budget(need / 20).rows_for(forest, FOREST) == 0  # under a tenth of the rows: skipped
+
+
+def test_estimates_follow_what_makes_a_model_large():
+    forest, budget = get_family("extra_trees"), _budget(0)
+    base = budget.need_bytes(forest, FOREST)
+    assert budget.need_bytes(forest, FOREST | {"n_estimators": 400}) > 1.9 * base
+    assert budget.need_bytes(forest, FOREST | {"min_samples_leaf": 10}) < base / 5
+    assert budget.need_bytes(forest, FOREST, rows=20_000) > 1.9 * base
+    assert budget.need_bytes(get_family("lightgbm"), {}) < base / 10  # boosting keeps small models
+
+
+def test_the_share_leaves_room_for_the_data_in_the_driver_and_every_worker():
+    assert MemoryBudget.share(10 * GIB, 1 * GIB, 3, 100, 5, 2, 5).per_trial_bytes == 2 * GIB
+    assert MemoryBudget.share(1 * GIB, 1 * GIB, 3, 100, 5, 2, 5).per_trial_bytes == 0
+    assert memory_budget_bytes(1.5) == 1.5 * GIB
+    assert 0 < memory_budget_bytes(None)  # what the machine has available
+
+
+@pytest.mark.parametrize(("memory_gb", "kept_rows"), [(0.03, True), (0.0015, False)])
+def test_a_fit_under_a_small_memory_budget_subsamples_or_skips_forests_and_says_so(tmp_path, binary_frame,
+                                                                                   memory_gb, kept_rows):
+    spec = load_spec(write_spec(tmp_path, binary_frame, budget={"time_s": 15, "memory_gb": memory_gb,
+                                                                "max_trials": 3},
+                                models={"include": ["random_forest", "linear"]}))
+    result = run_fit(spec)
+    summary = json.loads((result.output_dir / "run.json").read_text())
+    forests = [t for t in summary["trial_log"] if t["family"] == "random_forest"]
+    linear = [t for t in summary["trial_log"] if t["family"] == "linear"]
+    assert forests and linear and all(t["train_rows"] is None and t["status"] == "complete" for t in linear)
+    if kept_rows:  # ~36 MB estimated, 15 MB a trial: fit on under half of each fold's 380 rows
+        assert all(t["status"] == "complete" and 100 <= t["train_rows"] < 190 for t in forests)
+        assert any("random_forest trial(s) fit on a subsample" in w for w in summary["warnings"])
+    else:
+        assert all(t["status"] == "failed" and t["error"].startswith("skipped: needs ~") for t in forests)
+        assert any("random_forest trial(s) skipped" in w for w in summary["warnings"])
+        assert set(result.leaderboard["family"]) <= {"linear", "ensemble"}
