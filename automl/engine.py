@@ -50,7 +50,7 @@ from automl.execution import backend_name, local, make_executor
 from automl.fairness import fairness_report
 from automl.metrics import Metric, get_metric
 from automl.models import get_family
-from automl.planner import GIB, FamilyShares, MemoryBudget, Plan, memory_budget_bytes, plan
+from automl.planner import GIB, FamilyShares, FirstRound, MemoryBudget, Plan, memory_budget_bytes, plan
 from automl.profile import DataProfile, profile_data
 from automl.progress import Progress
 from automl.report import write_report
@@ -61,17 +61,18 @@ from automl.validation import Folds, make_folds
 
 RUN_FILES = ("study.db", "study.db-wal", "study.db-shm", "leaderboard.csv", "run.json", "report.html", "model",
              TRIALS_DIR)
-SELECT_MARGIN_S = 1.0
-"""The ensemble selection's time limit (it took 0.4-1.1 s with 10 candidates on 2 cores)."""
-WRITE_MARGIN_S = 1.5
+SELECT_SHARE, SELECT_MAX_S = 0.05, 1.0
+"""The ensemble selection's time limit: this share of the budget, at most SELECT_MAX_S
+(it took 0.4-1.1 s with 10 candidates on 2 cores; it keeps what it has at its limit)."""
+WRITE_MARGIN_S = 1.0
 """Kept back at the very end for writing the model, leaderboard, run.json and report
-(0.5 s measured; up to 1.4 s more when the report's plotting library is not yet imported)."""
+(0.35-0.7 s measured, plots included; the plotting library is imported with the engine)."""
 ASSEMBLY_MARGIN_S = 0.5
 """Putting the final model together (unpacking 15 bagged fold models took 0.5 s on adult)."""
 CHECKS_MARGIN_S = 1.0
 """Holdout scores for every row and fairness, with a holdout or sensitive columns (0.6 s
 for adult's 16k holdout rows and two sensitive columns)."""
-IMPORTANCE_SHARE, IMPORTANCE_MIN_S, IMPORTANCE_MAX_S = 0.05, 1.0, 10.0
+IMPORTANCE_SHARE, IMPORTANCE_MIN_S, IMPORTANCE_MAX_S = 0.05, 0.5, 10.0
 """Permutation importance gets this share of the budget, within these bounds (it is reserved)."""
 ENSEMBLE_CANDIDATES = 10
 FIRST_RESULT_GRACE_S = 60.0
@@ -145,7 +146,7 @@ class Run:
         """Holdout rows per training row: what scoring a refit model on the holdout costs."""
         self.backend = backend_name(spec.hardware, spec.budget.time_s)
         self.memory: MemoryBudget | None = None
-        self.memory_notes: set[tuple[str, str]] = set()
+        self.sampling_notes: set[tuple[str, str]] = set()
         self.stop_margin_s = 0.0
         """Kept back after the search for cancelling trials and stopping the executor (its ``close_s``)."""
 
@@ -167,10 +168,12 @@ class Run:
         likely_members = self.best_outcomes(metric, 3 if self.spec.ensemble.enabled else 1)
         if not likely_members:
             return self.hard_deadline + max(FIRST_RESULT_GRACE_S, self.spec.budget.time_s)
-        reserve = (self.stop_margin_s + SELECT_MARGIN_S + ASSEMBLY_MARGIN_S + self.checks_margin_s()
-                   + WRITE_MARGIN_S + importance_limit_s(self.spec)
-                   + final_cost_s(likely_members, n_folds, self.holdout_share))
-        return self.hard_deadline - reserve
+        return self.hard_deadline - self.end_reserve_s() - final_cost_s(likely_members, n_folds, self.holdout_share)
+
+    def end_reserve_s(self) -> float:
+        """What the end phase takes besides any refit: stopping, selection, assembly, checks, writing."""
+        return (self.stop_margin_s + select_limit_s(self.spec) + ASSEMBLY_MARGIN_S + self.checks_margin_s()
+                + WRITE_MARGIN_S + importance_limit_s(self.spec))
 
     def checks_margin_s(self) -> float:
         return CHECKS_MARGIN_S if self.holdout_share or self.spec.data.sensitive else 0.0
@@ -191,7 +194,7 @@ class Run:
         def record(outcome: TrialOutcome) -> None:
             search.study.set_user_attr(ELAPSED_ATTR, self.spent_before_s + self.elapsed())
             self.outcomes.append(outcome)
-            self._warn_memory_once(outcome)
+            self._warn_sampled_once(outcome)
             candidates = self.best_outcomes(metric)
             for dropped in candidates[ENSEMBLE_CANDIDATES:]:  # only candidates keep their fold models
                 dropped.fold_models = None
@@ -202,6 +205,8 @@ class Run:
             self.stop_margin_s = executor.close_s
             search.memory = self.memory = memory_budget(self.spec, workload, executor.slots)
             self.timings["executor_start_s"] = self.elapsed() - self.timings["load_s"]
+            search.first_round = FirstRound(self.hard_deadline - self.end_reserve_s() - time.monotonic(),
+                                            self.memory.train_rows, data.X.shape[1], len(folds))
             payload = executor.put(workload)
             all_outcomes = search.run(executor, payload, lambda: self.search_deadline(metric, len(folds)), record)
             loop_end = self.elapsed()
@@ -209,12 +214,12 @@ class Run:
         self.interrupted = search.interrupted
         self.timings["stop_s"] = self.elapsed() - loop_end
 
-    def _warn_memory_once(self, outcome: TrialOutcome) -> None:
-        """Say, the first time for each family, that the memory budget cut or skipped its trials."""
-        kind = "skipped" if (outcome.error or "").startswith("skipped:") else "subsampled" if outcome.train_rows else ""
-        if kind and (outcome.family, kind) not in self.memory_notes:
-            self.memory_notes.add((outcome.family, kind))
-            self.progress.warn(memory_warnings([outcome], self.memory)[0])
+    def _warn_sampled_once(self, outcome: TrialOutcome) -> None:
+        """Say, the first time for each family and reason, that a budget cut or skipped its trials."""
+        kind = "skipped" if (outcome.error or "").startswith("skipped:") else outcome.sample_reason
+        if kind and (outcome.family, kind) not in self.sampling_notes:
+            self.sampling_notes.add((outcome.family, kind))
+            self.progress.warn(sampling_warnings([outcome], self.memory)[0])
 
     # -- the final model --------------------------------------------------
     def select_members(self, data: TrainingData, folds: Folds,
@@ -232,7 +237,7 @@ class Run:
             return best_alone
         candidates = ranked[:ENSEMBLE_CANDIDATES]
         selection = select_ensemble([c.oof for c in candidates], data.y, metric, self.spec.ensemble.size,
-                                    [valid for _, valid in folds.splits], time_limit_s=SELECT_MARGIN_S)
+                                    [valid for _, valid in folds.splits], time_limit_s=select_limit_s(self.spec))
         members = [candidates[i] for i in selection.weights]
         cost = final_cost_s(members, len(folds), self.holdout_share)
         if len(members) == 1:
@@ -274,18 +279,21 @@ def memory_budget(spec: Spec, workload: Workload, slots: int) -> MemoryBudget:
                               data.X.shape[1], data.target.n_classes, len(folds))
 
 
-def memory_warnings(outcomes: list[TrialOutcome], memory: MemoryBudget | None) -> list[str]:
-    """One line per family whose trials the memory budget subsampled or skipped."""
+def sampling_warnings(outcomes: list[TrialOutcome], memory: MemoryBudget | None) -> list[str]:
+    """One line per family and reason for trials the memory or time budget subsampled or skipped."""
     if memory is None:
         return []
     per_trial = f"{memory.per_trial_bytes / GIB:.2g} GB a trial may use (budget.memory_gb)"
+    why = {"memory": f"estimated to need more than the {per_trial}",
+           "time": "the run had no model yet and the whole data would not have fit in budget.time_s"}
     lines = []
     for family in dict.fromkeys(o.family for o in outcomes):
-        cut = [o.train_rows for o in outcomes if o.family == family and o.train_rows]
+        for reason, text in why.items():
+            cut = [o.train_rows for o in outcomes if o.family == family and o.train_rows and o.sample_reason == reason]
+            if cut:
+                lines.append(f"{reason}: {len(cut)} {family} trial(s) fit on a subsample (as few as {min(cut):,} "
+                             f"of {memory.train_rows:,} rows per fold): {text}")
         skipped = sum(1 for o in outcomes if o.family == family and (o.error or "").startswith("skipped:"))
-        if cut:
-            lines.append(f"memory: {len(cut)} {family} trial(s) fit on a subsample (as few as {min(cut):,} of "
-                         f"{memory.train_rows:,} rows per fold): estimated to need more than the {per_trial}")
         if skipped:
             lines.append(f"memory: {skipped} {family} trial(s) skipped: too large for the {per_trial} "
                          "even on a tenth of the rows")
@@ -577,6 +585,10 @@ def _importance_model(run: Run, inputs: Inputs, predictor: Predictor, weights: l
     return FittedMembers(estimators, weights, data.task, data.target.n_classes)
 
 
+def select_limit_s(spec: Spec) -> float:
+    return min(SELECT_MAX_S, SELECT_SHARE * spec.budget.time_s)
+
+
 def importance_limit_s(spec: Spec) -> float:
     """Seconds for permutation importance: IMPORTANCE_SHARE of the budget, within bounds."""
     return min(IMPORTANCE_MAX_S, max(IMPORTANCE_MIN_S, IMPORTANCE_SHARE * spec.budget.time_s))
@@ -602,7 +614,7 @@ def _summary(run: Run, inputs: Inputs, leaderboard: pd.DataFrame, checks: Checks
         "best_model": best["model"],  # what model/ holds: select_members picks the leaderboard's top
         "cv_score": float(best["cv_score"]),
         "holdout": checks.holdout,
-        "warnings": inputs.profile.warnings + memory_warnings(run.outcomes, run.memory) + checks.warnings,
+        "warnings": inputs.profile.warnings + sampling_warnings(run.outcomes, run.memory) + checks.warnings,
         "large_gap": bool(checks.warnings),
         "ensemble": run.ensemble_note,
         "interrupted": run.interrupted,

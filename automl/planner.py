@@ -122,6 +122,35 @@ class MemoryBudget:
         return rows if rows >= max(MIN_SAMPLE_ROWS, MIN_SAMPLE_SHARE * self.train_rows) else 0
 
 
+FIRST_ROUND_SHARE = 0.5
+WALL_OVER_FIT = 2.5
+"""A trial's wall time over its fitting time at a few thousand rows (predictions, train
+scores, per-tree costs that do not shrink with the rows): 2.2-2.7 measured on adult at 6,000."""
+
+
+@dataclass(frozen=True)
+class FirstRound:
+    """Until a first trial completes, a run has no model: the trials asked for until then
+    must finish within the budget. One whose default configuration is estimated to take
+    over FIRST_ROUND_SHARE of the search's time (the family's ``fold_fit_s``, times the
+    folds and WALL_OVER_FIT) fits each fold on a subsample that is not, as FLAML starts large data on a
+    sample. Later trials have the time limit the search has left."""
+
+    search_s: float
+    """Seconds from the search's start to the moment it must stop."""
+    train_rows: int
+    n_features: int
+    n_folds: int
+
+    def rows_for(self, family: ModelFamily) -> int | None:
+        """None: the trial fits in time as it is; otherwise the rows to fit each fold on."""
+        estimate = self.n_folds * WALL_OVER_FIT * family.fold_fit_s(self.train_rows, self.n_features)
+        allowed = FIRST_ROUND_SHARE * max(0.0, self.search_s)
+        if estimate <= allowed:
+            return None
+        return min(self.train_rows, max(MIN_SAMPLE_ROWS, int(self.train_rows * allowed / estimate)))
+
+
 @dataclass
 class Plan:
     families: list[ModelFamily]

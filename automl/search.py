@@ -27,7 +27,7 @@ from automl.checkpoint import OutcomeStore
 from automl.execution import Executor
 from automl.metrics import Metric
 from automl.models import ModelFamily
-from automl.planner import GIB, FamilyShares, MemoryBudget
+from automl.planner import GIB, FamilyShares, FirstRound, MemoryBudget
 from automl.trial import COMPLETE, FAILED, PRUNED, TrialOutcome, TrialSpec, run_trial
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -132,6 +132,8 @@ class Search:
         """Whether the last ``run`` was stopped by Ctrl-C (SIGINT) rather than its deadline."""
         self.memory: MemoryBudget | None = None
         """What a trial may take of the memory budget (None: no limit)."""
+        self.first_round: FirstRound | None = None
+        """How trials asked for before any has completed keep to the time budget (None: as they are)."""
         self.recovered = self._recover() if self.study.trials else []
         """A resumed study's finished trials, as outcomes (see ``_recover``)."""
         portfolios = portfolios or {name: [family.default_params(task)] for name, family in self.families.items()}
@@ -216,11 +218,21 @@ class Search:
         trial = self._ask()
         family, params = self._propose(trial)
         self._note_asked(family)
-        rows = self.memory.rows_for(self.families[family], params) if self.memory else None
+        rows, reason = self._rows(family, params)
         spec = TrialSpec(trial.number, family, params, self.metric.name, self.seed, self.cpus_per_trial,
-                         executor.report_link(trial.number), self.max_model_bytes, rows)
+                         executor.report_link(trial.number), self.max_model_bytes, rows, reason)
         now = time.monotonic()
         return _Running(trial, spec, now, self.trial_limit_s(now, deadline))
+
+    def _rows(self, family: str, params: dict[str, Any]) -> tuple[int | None, str]:
+        """The rows a trial may fit each fold on (None: all; 0: none) and what limits them."""
+        rows = self.memory.rows_for(self.families[family], params) if self.memory else None
+        reason = "memory" if rows is not None else ""
+        if rows != 0 and self.first_round is not None and not self.best_scores:
+            timed = self.first_round.rows_for(self.families[family])
+            if timed is not None and (rows is None or timed < rows):
+                rows, reason = timed, "time"
+        return rows, reason
 
     def _too_large(self, spec: TrialSpec) -> TrialOutcome:
         need = self.memory.need_bytes(self.families[spec.family], spec.params) / GIB

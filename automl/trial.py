@@ -60,6 +60,8 @@ class TrialSpec:
     """Return the fold models (serialised) when they take at most this many bytes; 0: never."""
     max_train_rows: int | None = None
     """Fit each fold on a random subsample of this many of its training rows (None: all of them)."""
+    sample_reason: str = ""
+    """Why it is subsampled: "memory" or "time" (see ``automl.planner``)."""
 
 
 @dataclass
@@ -86,7 +88,8 @@ class TrialOutcome:
     holdout_prediction: np.ndarray | None = None
     """The fold models' mean prediction for the holdout rows, when there is a holdout."""
     train_rows: int | None = None
-    """Rows each fold model was fit on, when the memory budget made the trial subsample them."""
+    """Rows each fold model was fit on, when the memory or time budget made the trial subsample them."""
+    sample_reason: str = ""
 
     @property
     def cv_score(self) -> float:
@@ -114,7 +117,8 @@ def predict_matrix(estimator, X, task: str, n_classes: int) -> np.ndarray:
 
 def run_trial(workload: Workload, spec: TrialSpec) -> TrialOutcome:
     outcome = TrialOutcome(spec.number, spec.family, spec.params, COMPLETE, host=socket.gethostname(),
-                           pid=os.getpid(), started_at=time.time(), train_rows=spec.max_train_rows)
+                           pid=os.getpid(), started_at=time.time(), train_rows=spec.max_train_rows,
+                           sample_reason=spec.sample_reason)
     try:
         with threadpool_limits(limits=spec.n_jobs):
             _cross_validate(workload, spec, outcome)

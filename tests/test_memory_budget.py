@@ -9,7 +9,7 @@ import pytest
 
 from automl.engine import run_fit
 from automl.models import get_family
-from automl.planner import GIB, MemoryBudget, memory_budget_bytes
+from automl.planner import GIB, WALL_OVER_FIT, FirstRound, MemoryBudget, memory_budget_bytes
 from automl.spec import load_spec
 from tests.conftest import write_spec
 
@@ -62,3 +62,14 @@ def test_a_fit_under_a_small_memory_budget_subsamples_or_skips_forests_and_says_
         assert all(t["status"] == "failed" and t["error"].startswith("skipped: needs ~") for t in forests)
         assert any("random_forest trial(s) skipped" in w for w in summary["warnings"])
         assert set(result.leaderboard["family"]) <= {"linear", "ensemble"}
+
+
+def test_until_a_first_trial_completes_trials_too_slow_for_the_time_left_fit_on_a_subsample():
+    forest, linear = get_family("random_forest"), get_family("linear")
+    first_round = FirstRound(search_s=60.0, train_rows=40_000, n_features=20, n_folds=5)
+    estimate = 5 * WALL_OVER_FIT * forest.fold_fit_s(40_000, 20)
+    assert 5 * WALL_OVER_FIT * linear.fold_fit_s(40_000, 20) <= 30.0 < estimate
+    assert first_round.rows_for(linear) is None
+    assert first_round.rows_for(forest) == int(40_000 * 30.0 / estimate)  # half the search's time
+    assert FirstRound(0.0, 40_000, 20, 5).rows_for(forest) == 100  # never fewer rows than this
+    assert FirstRound(1e6, 40_000, 20, 5).rows_for(forest) is None

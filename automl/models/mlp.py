@@ -42,8 +42,11 @@ class MLPFamily(ModelFamily):
              "weight_decay": 1e-6, "batch_size": 256, "numeric_transform": "quantile"},
         ]
 
+    def fold_fit_s(self, n_rows: int, n_features: int) -> float:
+        return n_rows * SECONDS_PER_ROW
+
     def estimated_trial_s(self, n_rows: int, n_features: int, n_folds: int) -> float:
-        return n_folds * (n_rows * (n_folds - 1) / n_folds) * SECONDS_PER_ROW
+        return n_folds * self.fold_fit_s(n_rows * (n_folds - 1) / n_folds, n_features)
 
     def build(self, params: dict[str, Any], task: str, n_jobs: int, seed: int):
         from automl.models._tabular_mlp import TabularMLP
