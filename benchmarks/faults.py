@@ -1,7 +1,7 @@
 """Fault tolerance and budget keeping, as figures (never as timed assertions).
 
 1. Kills: ``--runs`` fits are each killed with SIGKILL (the whole process group: the
-   driver and the Ray processes it started) at a random moment of their budget, from
+   driver and the workers it started) at a random moment of their budget, from
    start-up to the final writes, then resumed with ``automl fit --resume``. Printed:
    runs resumed, runs completed (exit 0 and a model that loads and predicts), and
    trials lost (trials the study held as finished at the kill that the completed run
@@ -14,6 +14,7 @@ Data: scikit-learn's bundled breast cancer table (no download), or ``--data CSV
 
     python benchmarks/faults.py                       # 20 kills at 20 s, budgets 10/30/120 s
     python benchmarks/faults.py --runs 5 --budgets 10
+    python benchmarks/faults.py --backend ray --budgets   # kills on the Ray backend only
 """
 
 from __future__ import annotations
@@ -37,10 +38,10 @@ import yaml
 AUTOML = str(Path(sys.executable).parent / "automl")
 
 
-def _write_spec(folder: Path, data: Path, target: str, time_s: float) -> Path:
+def _write_spec(folder: Path, data: Path, target: str, time_s: float, backend: str = "auto") -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     spec = {"name": "faults", "data": {"train": str(data), "target": target}, "budget": {"time_s": time_s},
-            "output": str(folder / "run")}
+            "hardware": {"backend": backend}, "output": str(folder / "run")}
     path = folder / "spec.yaml"
     path.write_text(yaml.safe_dump(spec))
     return path
@@ -65,9 +66,10 @@ def _model_predicts(run: Path, data: Path, target: str) -> bool:
     return predicted.returncode == 0 and len(predicted.stdout.splitlines()) == len(rows) + 1
 
 
-def kill_and_resume(folder: Path, data: Path, target: str, time_s: float, rng: random.Random) -> dict:
+def kill_and_resume(folder: Path, data: Path, target: str, time_s: float, rng: random.Random,
+                    backend: str = "auto") -> dict:
     """One fit killed at a random moment, then resumed; what happened."""
-    spec = _write_spec(folder, data, target, time_s)
+    spec = _write_spec(folder, data, target, time_s, backend)
     kill_at = rng.uniform(0.5, time_s + 3.0)
     fit = subprocess.Popen([AUTOML, "fit", str(spec), "--quiet"], stdout=subprocess.DEVNULL,
                            stderr=subprocess.DEVNULL, start_new_session=True)
@@ -105,6 +107,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=20)
     parser.add_argument("--kill-budget-s", type=float, default=20.0)
+    parser.add_argument("--backend", choices=["auto", "ray", "local"], default="auto",
+                        help="hardware.backend of the killed runs (the budget runs use auto)")
     parser.add_argument("--budgets", type=float, nargs="*", default=[10.0, 30.0, 120.0])
     parser.add_argument("--data", type=Path)
     parser.add_argument("--target", default="target")
@@ -121,7 +125,8 @@ def main() -> None:
     try:
         results = []
         for i in range(args.runs):
-            result = kill_and_resume(work / f"kill_{i:02d}", data, args.target, args.kill_budget_s, rng)
+            result = kill_and_resume(work / f"kill_{i:02d}", data, args.target, args.kill_budget_s, rng,
+                                     args.backend)
             results.append(result)
             print(f"run {i + 1:2d}: killed at {result['kill_at_s']:5.1f}s" if result["killed"] else
                   f"run {i + 1:2d}: finished before its kill at {result['kill_at_s']:.1f}s", end="")

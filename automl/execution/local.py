@@ -46,6 +46,7 @@ PRELOAD = ("automl.trial", "automl.models.lightgbm", "automl.models.hist_gradien
 START_TIMEOUT_S = 120.0
 """How long a new worker may take to appear (the zygote's imports come first)."""
 PARENT_CHECK_S = 0.5
+STOP_TIMEOUT_S = 2.0
 
 
 class WorkerLost(RuntimeError):
@@ -82,10 +83,13 @@ class Zygote:
             raise WorkerLost(f"could not start a worker process (zygote exit status {self.process.poll()})")
         return Connection(fds[0]), int(message)
 
-    def stop(self) -> None:
-        self.control.close()  # the zygote sees the end of its input and exits
+    def stop(self, at_once: bool = False) -> None:
+        """Let it see the end of its input and exit (it reaps the workers killed just
+        before; orphaned, they could stay zombies), or kill it ``at_once``: a zygote no
+        run used may still be importing, for seconds."""
+        self.control.close()
         try:
-            self.process.wait(timeout=5)
+            self.process.wait(timeout=0 if at_once else STOP_TIMEOUT_S)
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
@@ -105,7 +109,7 @@ def discard_spare() -> None:
     """Stop a zygote started early that no executor took (the run failed before its search)."""
     global _spare
     if _spare is not None:
-        _spare.stop()
+        _spare.stop(at_once=True)
         _spare = None
 
 
@@ -227,11 +231,27 @@ class LocalExecutor(Executor):
         self._workers.remove(worker)
 
     def close(self) -> None:
+        workers = [worker.pid for worker in self._workers]
         for worker in list(self._workers):
             self._drop(worker)
+        _wait_until_gone(workers, STOP_TIMEOUT_S)  # reaped by the zygote, which must outlive them
         if self._zygote is not None:
             self._zygote.stop()
             self._zygote = None
+
+
+def _wait_until_gone(pids: list[int], timeout: float) -> None:
+    until = time.monotonic() + timeout
+    while time.monotonic() < until and any(_exists(pid) for pid in pids):
+        time.sleep(0.01)
+
+
+def _exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
 
 
 @dataclass(frozen=True)
