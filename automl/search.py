@@ -261,18 +261,18 @@ class Search:
 
         asked = len(self.study.trials) - len(self.study.get_trials(states=(TrialState.WAITING,)))
         self.interrupted = False
-        self._skips_in_a_row = 0
+        skips_in_a_row = 0  # trials skipped as too large for the memory budget, one after another
         try:
             while time.monotonic() < deadline():
                 while (len(pending) < executor.slots and (self.max_trials is None or asked < self.max_trials)
-                       and self._skips_in_a_row < MAX_SKIPS_IN_A_ROW):
+                       and skips_in_a_row < MAX_SKIPS_IN_A_ROW):
                     running = self._prepare(executor, deadline())
                     asked += 1
                     if running.spec.max_train_rows == 0:
-                        self._skips_in_a_row += 1
+                        skips_in_a_row += 1
                         finish(running.trial, self._too_large(running.spec))
                         continue
-                    self._skips_in_a_row = 0
+                    skips_in_a_row = 0
                     handle = executor.submit(trial_fn, payload, running.spec, **self.resources(running.spec.family))
                     pending[handle] = running
                 if not pending:
