@@ -14,9 +14,12 @@ pay for it, the best single trial is the model.
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import shutil
+import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -190,6 +193,7 @@ class Run:
                         outcome_store=OutcomeStore(self.output_dir / TRIALS_DIR))
         search.study.set_user_attr(FINGERPRINT_ATTR, workload_fingerprint)
         self.outcomes = list(search.recovered)
+        import_model_modules(self.best_outcomes(metric, ENSEMBLE_CANDIDATES))
 
         def record(outcome: TrialOutcome) -> None:
             search.study.set_user_attr(ELAPSED_ATTR, self.spent_before_s + self.elapsed())
@@ -198,6 +202,7 @@ class Run:
             candidates = self.best_outcomes(metric)
             for dropped in candidates[ENSEMBLE_CANDIDATES:]:  # only candidates keep their fold models
                 dropped.fold_models = None
+            import_model_modules(candidates[:ENSEMBLE_CANDIDATES])
             best = candidates[0] if candidates else None
             self.progress.trial_done(outcome, best, self.hard_deadline - time.monotonic())
 
@@ -583,6 +588,19 @@ def _importance_model(run: Run, inputs: Inputs, predictor: Predictor, weights: l
     bagged = run.final_model == "bagged"
     estimators = [m.estimator.models[0] if bagged else m.estimator for m in predictor.members]
     return FittedMembers(estimators, weights, data.task, data.target.n_classes)
+
+
+def import_model_modules(candidates: list[TrialOutcome]) -> list[threading.Thread]:
+    """Start importing what loading the candidates' models needs (torch for the MLP) in the
+    background, while the search runs: the end phase's reserve does not count seconds of
+    imports, and the search loop goes on meanwhile. Loading a model before the import ends
+    waits for it (Python's per-module import lock). Returns the threads started."""
+    needed = {m for outcome in candidates for m in get_family(outcome.family).model_modules} - set(sys.modules)
+    threads = [threading.Thread(target=importlib.import_module, args=(module,), name=f"import {module}", daemon=True)
+               for module in sorted(needed)]
+    for thread in threads:
+        thread.start()
+    return threads
 
 
 def select_limit_s(spec: Spec) -> float:

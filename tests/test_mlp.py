@@ -106,3 +106,25 @@ def test_planner_gives_the_mlp_budget_only_where_a_trial_can_finish():
     assert "mlp" in [f.name for f in plan(_spec(1200), "binary", 30_000, 14, 5).families]
     # asked for by name, it is tried whatever the estimate
     assert [f.name for f in plan(_spec(60, ["mlp"]), "binary", 30_000, 14, 5).families] == ["mlp"]
+
+
+def test_the_driver_imports_torch_once_an_mlp_may_join_the_final_model():
+    """Loading a fitted MLP imports torch (seconds): the engine does it during the search,
+    when an MLP becomes a candidate, not in the end phase; never for other families."""
+    import subprocess
+    import sys
+
+    code = """
+import sys
+from automl.engine import import_model_modules
+from automl.trial import COMPLETE, TrialOutcome
+assert "torch" not in sys.modules, "the engine imports torch by itself"
+assert import_model_modules([TrialOutcome(0, "linear", {}, COMPLETE), TrialOutcome(1, "lightgbm", {}, COMPLETE)]) == []
+assert "torch" not in sys.modules, "torch imported for families that do not need it"
+for thread in import_model_modules([TrialOutcome(2, "mlp", {}, COMPLETE)]):
+    thread.join()
+assert "torch" in sys.modules, "torch not imported for an MLP candidate"
+assert import_model_modules([TrialOutcome(3, "mlp", {}, COMPLETE)]) == [], "imported twice"
+"""
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr

@@ -32,6 +32,10 @@ class ModelFamily(ABC):
     seconds_per_cell: float = 5e-6
     """Seconds to fit the default configuration on one CPU and predict a fold, per training
     row and feature (measured on the adult and diamonds data, 2-core machine; the larger)."""
+    model_modules: tuple[str, ...] = ()
+    """Modules slow to import that loading this family's fitted models needs. The engine
+    imports them in the driver as soon as such a model may join the final one, so the
+    import is paid during the search, not in the end phase's reserved seconds."""
 
     @abstractmethod
     def search_space(self, task: str) -> dict[str, BaseDistribution]:
