@@ -152,6 +152,8 @@ class Run:
         self.sampling_notes: set[tuple[str, str]] = set()
         self.stop_margin_s = 0.0
         """Kept back after the search for cancelling trials and stopping the executor (its ``close_s``)."""
+        self.machinery_warnings: list[str] = []
+        """What the execution backend went on without (a lost helper actor, say)."""
 
     def elapsed(self) -> float:
         return time.monotonic() - self.started
@@ -213,11 +215,16 @@ class Run:
             search.first_round = FirstRound(self.hard_deadline - self.end_reserve_s() - time.monotonic(),
                                             self.memory.train_rows, data.X.shape[1], len(folds))
             payload = executor.put(workload)
-            all_outcomes = search.run(executor, payload, lambda: self.search_deadline(metric, len(folds)), record)
+            all_outcomes = search.run(executor, payload, lambda: self.search_deadline(metric, len(folds)), record,
+                                      on_warning=self._warn_machinery)
             loop_end = self.elapsed()
         self.outcomes = search.recovered + all_outcomes  # with the trials cancelled at the deadline
         self.interrupted = search.interrupted
         self.timings["stop_s"] = self.elapsed() - loop_end
+
+    def _warn_machinery(self, message: str) -> None:
+        self.machinery_warnings.append(message)
+        self.progress.warn(message)
 
     def _warn_sampled_once(self, outcome: TrialOutcome) -> None:
         """Say, the first time for each family and reason, that a budget cut or skipped its trials."""
@@ -632,7 +639,8 @@ def _summary(run: Run, inputs: Inputs, leaderboard: pd.DataFrame, checks: Checks
         "best_model": best["model"],  # what model/ holds: select_members picks the leaderboard's top
         "cv_score": float(best["cv_score"]),
         "holdout": checks.holdout,
-        "warnings": inputs.profile.warnings + sampling_warnings(run.outcomes, run.memory) + checks.warnings,
+        "warnings": (inputs.profile.warnings + run.machinery_warnings + sampling_warnings(run.outcomes, run.memory)
+                     + checks.warnings),
         "large_gap": bool(checks.warnings),
         "ensemble": run.ensemble_note,
         "interrupted": run.interrupted,

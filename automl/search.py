@@ -246,10 +246,12 @@ class Search:
 
     def run(self, executor: Executor, payload: Any, deadline: Callable[[], float],
             on_outcome: Callable[[TrialOutcome], None] = lambda outcome: None,
-            trial_fn: Callable[[Any, TrialSpec], TrialOutcome] = run_trial) -> list[TrialOutcome]:
+            trial_fn: Callable[[Any, TrialSpec], TrialOutcome] = run_trial,
+            on_warning: Callable[[str], None] = lambda message: None) -> list[TrialOutcome]:
         """Run trials until ``deadline()`` (a monotonic time, re-read as results come in)
         or ``max_trials``. A trial past its time limit, or still running at the
-        deadline, is cancelled and recorded as failed."""
+        deadline, is cancelled and recorded as failed. What the executor went on
+        without (``Executor.take_warnings``) goes to ``on_warning``."""
         pending: dict[Any, _Running] = {}
         outcomes: list[TrialOutcome] = []
 
@@ -280,6 +282,8 @@ class Search:
                 next_limit = min(r.started + r.limit_s for r in pending.values())
                 done, questions = executor.wait(list(pending), min(deadline(), next_limit) - time.monotonic())
                 executor.answer(self._verdicts(questions, pending))
+                for message in executor.take_warnings():
+                    on_warning(message)
                 for handle in done:
                     running = pending.pop(handle)
                     finish(running.trial, self._collect(executor, handle, running.spec))

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
+import psutil
 import pytest
 
 from automl.execution import trial_slots
@@ -74,6 +75,57 @@ def two_node_cluster():
         yield Cluster(address, worker_raylet)
     finally:
         subprocess.run([RAY, "stop", "--force"], env=CLUSTER_ENV, capture_output=True, timeout=120)
+
+
+def _python_without_automl(folder: Path) -> Path:
+    """A virtual environment that has every dependency of automl but not automl: this
+    one's site-packages as a plain path (its .pth files, automl's editable install
+    among them, are not read)."""
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(folder)], check=True, timeout=120)
+    python = folder / "bin" / "python"
+    ours = Path(next(p for p in sys.path if p.endswith("site-packages")))
+    bare_site = subprocess.run([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                               capture_output=True, text=True, check=True).stdout.strip()
+    (Path(bare_site) / "dependencies.pth").write_text(f"{ours}\n")
+    return python
+
+
+@pytest.fixture
+def cluster_with_a_bare_worker(tmp_path):
+    """A head node with no CPUs (so every trial runs elsewhere) and a worker node whose
+    Python cannot import automl: the run must ship its code to it."""
+    python = _python_without_automl(tmp_path / "bare-venv")
+    bare_cwd = tmp_path / "elsewhere"
+    bare_cwd.mkdir()
+    missing = subprocess.run([python, "-c", "import automl"], cwd=bare_cwd, capture_output=True, text=True)
+    assert missing.returncode != 0 and "No module named 'automl'" in missing.stderr
+    port = _free_port()
+    address = f"{LOOPBACK}:{port}"
+    try:
+        _ray("start", "--head", f"--node-ip-address={LOOPBACK}", f"--port={port}", "--num-cpus=0",
+             "--include-dashboard=false", "--disable-usage-stats")
+        subprocess.run([python, "-c", "import sys; from ray.scripts.scripts import main; sys.argv[0] = 'ray'; main()",
+                        "start", f"--address={address}", f"--node-ip-address={LOOPBACK}", "--num-cpus=2",
+                        "--disable-usage-stats"], env=CLUSTER_ENV, cwd=bare_cwd, check=True, capture_output=True,
+                       timeout=120)
+        yield address
+    finally:
+        subprocess.run([RAY, "stop", "--force"], env=CLUSTER_ENV, capture_output=True, timeout=120)
+
+
+def test_a_worker_node_without_automl_installed_runs_trials(tmp_path, binary_frame, cluster_with_a_bare_worker):
+    spec = write_spec(tmp_path, binary_frame, budget={"time_s": 20, "max_trials": 4}, hardware={"cpus": None},
+                      models={"include": ["lightgbm", "linear"]}, ensemble={"enabled": False})
+    # Ray hands the driver's sys.path to the workers: run it from elsewhere, or the
+    # repository's root would reach them that way.
+    fit = subprocess.run([sys.executable, "-m", "automl", "fit", str(spec), "--quiet", "--ray-address",
+                          cluster_with_a_bare_worker], env=CLUSTER_ENV, capture_output=True, text=True, timeout=240,
+                         cwd=tmp_path)
+    assert fit.returncode == 0, fit.stderr
+    summary = json.loads((tmp_path / "run" / "run.json").read_text())
+    complete = [t for t in summary["trial_log"] if t["status"] == "complete"]
+    assert complete, [t["error"] for t in summary["trial_log"]]
+    assert all(t["resources"]["num_cpus"] >= 1 for t in complete)  # so they ran on the worker node
 
 
 def _fit_on(cluster: Cluster, spec: Path) -> subprocess.Popen:
@@ -149,6 +201,41 @@ def test_a_worker_killed_mid_trial_does_not_end_the_run(tmp_path, binary_frame, 
     assert len(board) >= 1
     summary = json.loads((tmp_path / "run" / "run.json").read_text())
     assert killed not in {t["pid"] for t in summary["trial_log"] if t["status"] == "complete"}
+
+
+def _mailbox_pids(run: subprocess.Popen) -> list[int]:
+    """The pruning mailbox actor of ``run``'s own Ray instance (other runs may be about)."""
+    pids = []
+    for process in psutil.Process(run.pid).children(recursive=True):
+        try:
+            if "ray::_Mailbox" in " ".join(process.cmdline()):
+                pids.append(process.pid)
+        except psutil.Error:
+            pass
+    return pids
+
+
+def test_losing_the_pruning_mailbox_mid_run_degrades_to_no_pruning(tmp_path, binary_frame):
+    spec = write_spec(tmp_path, binary_frame, budget={"time_s": 25}, hardware={"backend": "ray"},
+                      models={"include": ["lightgbm", "linear"]})
+    run = subprocess.Popen([sys.executable, "-m", "automl", "fit", str(spec), "--quiet"],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    killed = None
+    deadline = time.monotonic() + 60
+    while killed is None and time.monotonic() < deadline and run.poll() is None:
+        mailbox = _mailbox_pids(run)
+        if mailbox and _trial_worker_pids("ray"):  # the search is under way
+            killed = time.time()
+            for pid in mailbox:
+                os.kill(pid, signal.SIGKILL)
+        time.sleep(0.1)
+    _, stderr = run.communicate(timeout=180)
+    assert killed is not None, "the mailbox was never seen running"
+    assert run.returncode == 0, stderr
+    summary = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert any("pruning mailbox" in warning for warning in summary["warnings"]), summary["warnings"]
+    after = [t for t in summary["trial_log"] if t["status"] == "complete" and t["ended_at"] > killed + 1]
+    assert after, "no trial completed after the mailbox was lost"
 
 
 class _GpuFamily(ModelFamily):

@@ -37,6 +37,13 @@ class Executor(ABC):
 
     close_s: float = 0.0
     """Seconds ``close`` takes, measured: the run keeps them back at the end of its budget."""
+    warnings: list[str]
+    """What went wrong in the backend's own machinery that the run went on without
+    (a lost helper actor, say): said once each, then cleared by ``take_warnings``."""
+
+    def take_warnings(self) -> list[str]:
+        taken, self.warnings = self.warnings, []
+        return taken
 
     @property
     @abstractmethod

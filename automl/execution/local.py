@@ -142,6 +142,7 @@ class LocalExecutor(Executor):
         self._results: dict[Handle, tuple[str, Any]] = {}
         self._asking: dict[tuple[Any, int], _Worker] = {}
         self._handles = itertools.count()
+        self.warnings: list[str] = []
 
     @property
     def slots(self) -> int:

@@ -50,7 +50,12 @@ class MailboxLink:
     def connect(self) -> Callable[[int, float], bool]:
         import ray
 
-        return lambda step, score: ray.get(self.mailbox.ask.remote(self.key, step, score))
+        def ask(step: int, score: float) -> bool:
+            try:
+                return ray.get(self.mailbox.ask.remote(self.key, step, score))
+            except ray.exceptions.RayError:  # the mailbox is gone: go on without pruning
+                return False
+        return ask
 
 
 def _run_placed(fn: Callable, *args: Any) -> tuple[Any, Placement]:
@@ -108,6 +113,10 @@ def _loopback_only() -> Callable[[], None]:
     return restore
 
 
+PACKAGE_DIR = Path(__file__).resolve().parents[1]
+"""The ``automl`` package itself, which cluster nodes get through the job's ``py_modules``."""
+MAILBOX_LOST = ("the pruning mailbox (a Ray actor) was lost ({error}); the run goes on without pruning")
+
 TASK_RETRIES = 1
 """A task whose worker process dies (killed, node lost) is run once more, then recorded as failed."""
 
@@ -138,7 +147,7 @@ class RayExecutor(Executor):
         if not ray.is_initialized():
             if address:
                 ray.init(address=address, logging_level=logging.ERROR, log_to_driver=False,
-                         runtime_env={"py_modules": [str(Path(__file__).resolve().parent)]})
+                         runtime_env={"py_modules": [str(PACKAGE_DIR)]})
             else:
                 self._start_private(cpus, gpus)
         self._slots = trial_slots(ray.cluster_resources().get("CPU", 1), cpus, cpus_per_trial)
@@ -146,6 +155,7 @@ class RayExecutor(Executor):
         # On the head node: the node that stays while workers come and go.
         self._mailbox = ray.remote(num_cpus=0, resources={"node:__internal_head__": 0.001})(_Mailbox).remote()
         self._questions = self._mailbox.questions.remote()
+        self.warnings: list[str] = []
 
     @property
     def slots(self) -> int:
@@ -159,17 +169,28 @@ class RayExecutor(Executor):
 
     def wait(self, handles: list[Handle], timeout: float) -> tuple[list[Handle], list[Question]]:
         no_limit = math.isinf(timeout)
-        ready, _ = self._ray.wait([*handles, self._questions], num_returns=1,
+        listening = [self._questions] if self._questions is not None else []
+        if not handles and not listening:
+            return [], []
+        ready, _ = self._ray.wait([*handles, *listening], num_returns=1,
                                   timeout=None if no_limit else max(0.0, timeout))
         done, _ = self._ray.wait(handles, num_returns=len(handles), timeout=0) if handles else ([], [])
         questions: list[Question] = []
-        if self._questions in ready:
-            questions = self._ray.get(self._questions)
-            self._questions = self._mailbox.questions.remote()
+        if listening and self._questions in ready:
+            try:
+                questions = self._ray.get(self._questions)
+                self._questions = self._mailbox.questions.remote()
+            except self._ray.exceptions.RayError as exc:
+                self._lose_mailbox(exc)
         return done, questions
 
+    def _lose_mailbox(self, error: Exception) -> None:
+        """Go on without pruning: workers' questions get "go on" (see ``MailboxLink``)."""
+        self._questions = None
+        self.warnings.append(MAILBOX_LOST.format(error=type(error).__name__))
+
     def answer(self, answers: list[Answer]) -> None:
-        if answers:
+        if answers and self._questions is not None:
             self._mailbox.answer.remote(answers)
 
     def report_link(self, key: Any) -> MailboxLink:
