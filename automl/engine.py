@@ -53,7 +53,16 @@ from automl.execution import backend_name, local, make_executor
 from automl.fairness import fairness_report
 from automl.metrics import Metric, get_metric
 from automl.models import get_family
-from automl.planner import GIB, FamilyShares, FirstRound, MemoryBudget, Plan, memory_budget_bytes, plan
+from automl.planner import (
+    FIRST_RESULT_SHARE,
+    GIB,
+    FamilyShares,
+    MemoryBudget,
+    Plan,
+    TrialClock,
+    memory_budget_bytes,
+    plan,
+)
 from automl.profile import DataProfile, profile_data
 from automl.progress import Progress
 from automl.report import write_report
@@ -78,7 +87,9 @@ for adult's 16k holdout rows and two sensitive columns)."""
 IMPORTANCE_SHARE, IMPORTANCE_MIN_S, IMPORTANCE_MAX_S = 0.05, 0.5, 10.0
 """Permutation importance gets this share of the budget, within these bounds (it is reserved)."""
 ENSEMBLE_CANDIDATES = 10
-FIRST_RESULT_GRACE_S = 60.0
+MIN_SEARCH_S = 2.0
+"""The search gets at least this long to make a first model, even when loading the data
+took the whole budget (a budget of a second or two): the run then reports its overrun."""
 
 
 @dataclass
@@ -120,9 +131,9 @@ def _split_holdout(frame: pd.DataFrame, spec: Spec, task: str) -> tuple[pd.DataF
     return frame, None
 
 
-def refit_estimate_s(outcome: TrialOutcome, n_folds: int) -> float:
-    """Seconds to fit a configuration on all rows, from its k fold fits."""
-    return outcome.fit_time_s / max(1, n_folds - 1)
+def refit_estimate_s(outcome: TrialOutcome, refit_share: float) -> float:
+    """Seconds to fit a configuration on all rows, from its fold fits (``Folds.refit_share``)."""
+    return outcome.fit_time_s * refit_share
 
 
 class Run:
@@ -152,6 +163,8 @@ class Run:
         self.sampling_notes: set[tuple[str, str]] = set()
         self.stop_margin_s = 0.0
         """Kept back after the search for cancelling trials and stopping the executor (its ``close_s``)."""
+        self.search_started = started
+        """When the search began (a ``time.monotonic()`` reading)."""
         self.machinery_warnings: list[str] = []
         """What the execution backend went on without (a lost helper actor, say)."""
 
@@ -164,16 +177,15 @@ class Run:
         ranked = sorted(done, key=lambda o: (-o.cv_score if metric.higher_is_better else o.cv_score, o.number))
         return ranked[:n] if n else ranked
 
-    def search_deadline(self, metric: Metric, n_folds: int) -> float:
-        """When the search must stop: leave room to refit the likely ensemble.
-
-        Until a first trial completes, the search may run past the budget (by
-        FIRST_RESULT_GRACE_S or the budget again, whichever is longer) rather than
-        end with no model, as FLAML and AutoGluon do; ``run.json`` reports the overrun."""
+    def search_deadline(self, metric: Metric, refit_share: float) -> float:
+        """When the search must stop: leave room to refit the likely ensemble. The budget
+        is never extended: the first trials are made small enough to finish early
+        (``TrialClock``), and they stop growing at their time limit."""
         likely_members = self.best_outcomes(metric, 3 if self.spec.ensemble.enabled else 1)
         if not likely_members:
-            return self.hard_deadline + max(FIRST_RESULT_GRACE_S, self.spec.budget.time_s)
-        return self.hard_deadline - self.end_reserve_s() - final_cost_s(likely_members, n_folds, self.holdout_share)
+            return max(self.hard_deadline - self.end_reserve_s(), self.search_started + MIN_SEARCH_S)
+        return (self.hard_deadline - self.end_reserve_s()
+                - final_cost_s(likely_members, refit_share, self.holdout_share))
 
     def end_reserve_s(self) -> float:
         """What the end phase takes besides any refit: stopping, selection, assembly, checks, writing."""
@@ -187,7 +199,7 @@ class Run:
         data, folds = workload.data, workload.folds
         hw = self.spec.hardware
         search = Search(self.plan.families, data.task, metric, storage_url(str(self.output_dir / "study.db")),
-                        study_name=self.spec.name, seed=self.spec.seed, cpus_per_trial=hw.cpus_per_trial,
+                        study_name=self.spec.name, seed=self.spec.seed, cpus_per_trial=self.plan.cpus_per_trial,
                         gpus_per_trial=hw.gpus_per_trial if hw.gpus else 0, max_trials=self.spec.budget.max_trials,
                         trial_time_limit_s=self.plan.trial_time_limit_s, portfolios=self.plan.portfolios,
                         shares=FamilyShares(self.plan.families, metric.higher_is_better),
@@ -208,15 +220,16 @@ class Run:
             best = candidates[0] if candidates else None
             self.progress.trial_done(outcome, best, self.hard_deadline - time.monotonic())
 
-        with make_executor(hw, self.spec.budget.time_s) as executor:
+        with make_executor(hw, self.spec.budget.time_s, self.plan.cpus_per_trial) as executor:
             self.stop_margin_s = executor.close_s
             search.memory = self.memory = memory_budget(self.spec, workload, executor.slots)
             self.timings["executor_start_s"] = self.elapsed() - self.timings["load_s"]
-            search.first_round = FirstRound(self.hard_deadline - self.end_reserve_s() - time.monotonic(),
-                                            self.memory.train_rows, data.X.shape[1], len(folds))
+            search.clock = TrialClock(FIRST_RESULT_SHARE * self.spec.budget.time_s, self.memory.train_rows,
+                                      data.X.shape[1], len(folds), self.plan.cpus_per_trial)
             payload = executor.put(workload)
-            all_outcomes = search.run(executor, payload, lambda: self.search_deadline(metric, len(folds)), record,
-                                      on_warning=self._warn_machinery)
+            self.search_started = time.monotonic()
+            all_outcomes = search.run(executor, payload, lambda: self.search_deadline(metric, folds.refit_share),
+                                      record, on_warning=self._warn_machinery)
             loop_end = self.elapsed()
         self.outcomes = search.recovered + all_outcomes  # with the trials cancelled at the deadline
         self.interrupted = search.interrupted
@@ -241,8 +254,8 @@ class Run:
         Returns the members, their weights, and the ensemble's fold scores (None: no ensemble)."""
         ranked = self.best_outcomes(metric)
         if not ranked:
-            raise InputError(f"no trial finished, even {FIRST_RESULT_GRACE_S:g}s past "
-                             f"budget.time_s={self.spec.budget.time_s:g}; give the run more time")
+            raise InputError(f"no trial finished within budget.time_s={self.spec.budget.time_s:g}; "
+                             "give the run more time")
         best_alone = [ranked[0]], [1.0], None
         if not self.spec.ensemble.enabled or len(ranked) < 2:
             self.ensemble_note = "disabled in the spec" if not self.spec.ensemble.enabled else "one trial finished"
@@ -251,7 +264,7 @@ class Run:
         selection = select_ensemble([c.oof for c in candidates], data.y, metric, self.spec.ensemble.size,
                                     [valid for _, valid in folds.splits], time_limit_s=select_limit_s(self.spec))
         members = [candidates[i] for i in selection.weights]
-        cost = final_cost_s(members, len(folds), self.holdout_share)
+        cost = final_cost_s(members, folds.refit_share, self.holdout_share)
         if len(members) == 1:
             self.ensemble_note = "no blend beat the best single model"
             return best_alone
@@ -297,7 +310,8 @@ def sampling_warnings(outcomes: list[TrialOutcome], memory: MemoryBudget | None)
         return []
     per_trial = f"{memory.per_trial_bytes / GIB:.2g} GB a trial may use (budget.memory_gb)"
     why = {"memory": f"estimated to need more than the {per_trial}",
-           "time": "the run had no model yet and the whole data would not have fit in budget.time_s"}
+           "time": ("estimated to take longer on all rows than it could: the first model must come within "
+                    f"{FIRST_RESULT_SHARE:.0%} of budget.time_s, later trials within their time limit")}
     lines = []
     for family in dict.fromkeys(o.family for o in outcomes):
         for reason, text in why.items():
@@ -305,9 +319,13 @@ def sampling_warnings(outcomes: list[TrialOutcome], memory: MemoryBudget | None)
             if cut:
                 lines.append(f"{reason}: {len(cut)} {family} trial(s) fit on a subsample (as few as {min(cut):,} "
                              f"of {memory.train_rows:,} rows per fold): {text}")
-        skipped = sum(1 for o in outcomes if o.family == family and (o.error or "").startswith("skipped:"))
-        if skipped:
-            lines.append(f"memory: {skipped} {family} trial(s) skipped: too large for the {per_trial} "
+        skipped = [o.error for o in outcomes if o.family == family and (o.error or "").startswith("skipped:")]
+        too_large = sum(1 for error in skipped if error.startswith("skipped: needs"))
+        if too_large:
+            lines.append(f"memory: {too_large} {family} trial(s) skipped: too large for the {per_trial} "
+                         "even on a tenth of the rows")
+        if len(skipped) > too_large:
+            lines.append(f"time: {len(skipped) - too_large} {family} trial(s) skipped: too slow for their time "
                          "even on a tenth of the rows")
     return lines
 
@@ -316,14 +334,14 @@ def all_bagged(members: list[TrialOutcome]) -> bool:
     return all(m.fold_models is not None for m in members)
 
 
-def final_cost_s(members: list[TrialOutcome], n_folds: int, holdout_share: float = 0.0) -> float:
+def final_cost_s(members: list[TrialOutcome], refit_share: float, holdout_share: float = 0.0) -> float:
     """Seconds to make the final model from ``members`` and score it on the holdout:
     nothing when their fold models were all kept (the trials already predicted the
     holdout with them), otherwise one fit on all rows each and a holdout prediction
     (from the trials' prediction times: their validation rows add up to all rows)."""
     if all_bagged(members):
         return 0.0
-    return sum(refit_estimate_s(m, n_folds) + m.predict_time_s * holdout_share for m in members)
+    return sum(refit_estimate_s(m, refit_share) + m.predict_time_s * holdout_share for m in members)
 
 
 def model_name(outcome: TrialOutcome) -> str:
@@ -399,8 +417,9 @@ def _load_and_check(spec: Spec, train: pd.DataFrame | None) -> Inputs:
     frame, holdout = _split_holdout(frame, spec, task)
     data = prepare_training(frame, target, task, spec.data.drop, spec.data.groups, spec.data.time,
                             spec.data.sensitive)
-    folds = make_folds(task, data.y, spec.validation.folds, spec.seed, data.groups, data.times)
-    run_plan = plan(spec, task, len(data.y), data.X.shape[1], len(folds))
+    run_plan = plan(spec, task, len(data.y), data.X.shape[1])
+    folds = make_folds(task, data.y, run_plan.validation.folds, spec.seed, data.groups, data.times,
+                       run_plan.validation.split_size)
     holdout, holdout_X = _checked_holdout(holdout, data, spec) if holdout is not None else (None, None)
     reference = build_reference(frame[frame[target].notna()], data.schema, target, task)
     return Inputs(data, folds, metric, run_plan, profile, reference, holdout, deduplicated,
@@ -463,8 +482,11 @@ def _fit(spec: Spec, train: pd.DataFrame | None, overwrite: bool, progress: Prog
     run = Run(spec, inputs.plan, output_dir, progress, started, spent_before_s)
     run.resumed = resume
     run.timings["load_s"] = run.elapsed()
+    validation = inputs.plan.validation
+    validated = f"{validation.folds}-fold" if validation.method == "kfold" else "one split"
     progress.start(f"{spec.name}: {data.task}, {len(data.y)} rows, {data.X.shape[1]} features, "
                    f"metric {inputs.metric.name}, families {', '.join(f.name for f in inputs.plan.families)}, "
+                   f"validation {validated}, {inputs.plan.cpus_per_trial} CPU(s) per trial, "
                    f"budget {spec.budget.time_s:g}s")
     for warning in inputs.profile.warnings:
         progress.warn(warning)
@@ -653,6 +675,8 @@ def _summary(run: Run, inputs: Inputs, leaderboard: pd.DataFrame, checks: Checks
         "dropped_rows_missing_target": data.n_dropped_rows,
         "deduplicated_rows": inputs.deduplicated_rows,
         "folds": {"kind": folds.kind, "n": len(folds)},
+        "validation": run.plan.validation.describe() | {"kind": folds.kind, "n": len(folds)},
+        "cpus_per_trial": run.plan.cpus_per_trial,
         "columns": data.schema.describe(),
         "classes": data.target.classes,
         "profile": inputs.profile.to_dict(),

@@ -20,8 +20,11 @@ whole portfolio up front used all 12 trials of the run on it).
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from typing import Any
+
+import numpy as np
 
 from automl.errors import InputError
 from automl.models import ModelFamily, family_names, get_family
@@ -122,33 +125,135 @@ class MemoryBudget:
         return rows if rows >= max(MIN_SAMPLE_ROWS, MIN_SAMPLE_SHARE * self.train_rows) else 0
 
 
-FIRST_ROUND_SHARE = 0.5
+FIRST_RESULT_SHARE = 0.1
+"""Until a first trial completes the run has no model: trials asked for until then are made
+to finish within this share of the budget, so that a first model comes early at any size."""
 WALL_OVER_FIT = 2.5
 """A trial's wall time over its fitting time at a few thousand rows (predictions, train
 scores, per-tree costs that do not shrink with the rows): 2.2-2.7 measured on adult at 6,000."""
+THREAD_SPEEDUP_EXPONENT = 0.75
+"""A fit on c threads runs about c**0.75 times faster than on one (LightGBM on 240k rows:
+1.7x on 2 threads, measured)."""
+MIN_SPEED, MAX_SPEED = 0.25, 8.0
 
 
-@dataclass(frozen=True)
-class FirstRound:
-    """Until a first trial completes, a run has no model: the trials asked for until then
-    must finish within the budget. One whose default configuration is estimated to take
-    over FIRST_ROUND_SHARE of the search's time (the family's ``fold_fit_s``, times the
-    folds and WALL_OVER_FIT) fits each fold on a subsample that is not, as FLAML starts large data on a
-    sample. Later trials have the time limit the search has left."""
+def thread_speedup(cpus: int) -> float:
+    return max(1, cpus) ** THREAD_SPEEDUP_EXPONENT
 
-    search_s: float
-    """Seconds from the search's start to the moment it must stop."""
+
+@dataclass
+class TrialClock:
+    """How long a trial of a family should take here, and how to keep it within a limit.
+
+    Estimates start from each family's measured cost on an idle machine (``fold_fit_s``)
+    and are corrected by what this run's own completed trials took: ``speed`` is their
+    measured fit time over the estimate (2 on a machine busy with other work), per family
+    once it has results, else over all. A trial estimated to take longer than it may fits
+    each fold on a subsample that fits (as FLAML starts large data on a sample); one that
+    would need under MIN_SAMPLE_SHARE of the rows is not started."""
+
+    first_result_s: float
+    """The time a trial may take before any has completed (FIRST_RESULT_SHARE of the budget)."""
     train_rows: int
     n_features: int
     n_folds: int
+    cpus_per_trial: int = 1
+    ratios: dict[str, list[float]] = field(default_factory=dict)
+    """Per family: measured fit seconds over estimated, one per completed trial."""
 
-    def rows_for(self, family: ModelFamily) -> int | None:
-        """None: the trial fits in time as it is; otherwise the rows to fit each fold on."""
-        estimate = self.n_folds * WALL_OVER_FIT * family.fold_fit_s(self.train_rows, self.n_features)
-        allowed = FIRST_ROUND_SHARE * max(0.0, self.search_s)
-        if estimate <= allowed:
+    def fit_estimate_s(self, family: ModelFamily, rows: int | None = None) -> float:
+        """Idle-machine seconds of all of a trial's fold fits, on ``rows`` per fold."""
+        rows = rows or self.train_rows
+        return self.n_folds * family.fold_fit_s(rows, self.n_features) / thread_speedup(self.cpus_per_trial)
+
+    def speed(self, family: ModelFamily) -> float:
+        ratios = self.ratios.get(family.name) or [r for rs in self.ratios.values() for r in rs]
+        return float(np.clip(np.median(ratios), MIN_SPEED, MAX_SPEED)) if ratios else 1.0
+
+    def estimate_s(self, family: ModelFamily, rows: int | None = None) -> float:
+        """Wall seconds a trial of the family's default configuration takes here."""
+        return WALL_OVER_FIT * self.fit_estimate_s(family, rows) * self.speed(family)
+
+    def observe(self, family: ModelFamily, fit_time_s: float, rows: int | None) -> None:
+        """Learn from a completed trial: its fold fits took ``fit_time_s`` on ``rows`` each."""
+        estimate = self.fit_estimate_s(family, rows)
+        if estimate > 0 and fit_time_s > 0:
+            self.ratios.setdefault(family.name, []).append(fit_time_s / estimate)
+
+    def rows_for(self, family: ModelFamily, allowed_s: float, first: bool = False) -> int | None:
+        """None: the trial fits in ``allowed_s`` as it is; otherwise the rows to fit each
+        fold on (0: not even MIN_SAMPLE_SHARE of them would). A ``first`` trial (no model
+        yet) is never left out: it gets MIN_SAMPLE_ROWS at least."""
+        estimate = self.estimate_s(family)
+        if estimate <= allowed_s:
             return None
-        return min(self.train_rows, max(MIN_SAMPLE_ROWS, int(self.train_rows * allowed / estimate)))
+        rows = int(self.train_rows * max(0.0, allowed_s) / estimate)
+        if first:
+            return min(self.train_rows, max(MIN_SAMPLE_ROWS, rows))
+        return rows if rows >= max(MIN_SAMPLE_ROWS, MIN_SAMPLE_SHARE * self.train_rows) else 0
+
+
+CV_MIN_TRIALS = 10
+"""``validation.method: auto`` keeps k folds while the budget, on all the run's CPUs, pays for
+this many trials of the first family's default configuration; fewer, and the search would be
+little more than the portfolio's first entries."""
+FEW_TRIALS_PER_CPU = 4
+"""``hardware.cpus_per_trial: auto``: when fewer trials than this per CPU fit in the budget,
+each trial gets all the run's CPUs (up to MAX_AUTO_CPUS_PER_TRIAL), so models come sooner."""
+MAX_AUTO_CPUS_PER_TRIAL = 8
+
+
+@dataclass(frozen=True)
+class Validation:
+    """How candidates are validated: k folds, or one split of ``split_size`` of the rows."""
+
+    method: str
+    """"kfold" or "split"."""
+    folds: int
+    split_size: float | None
+    reason: str
+
+    def describe(self) -> dict:
+        return {"method": self.method, "folds": self.folds, "split_size": self.split_size, "reason": self.reason}
+
+
+def choose_validation(spec: Spec, reference: ModelFamily, n_rows: int, n_features: int, cpus: int) -> Validation:
+    """k-fold (``validation.folds``) while the budget pays for CV_MIN_TRIALS trials of
+    ``reference``, then 3 folds, then one split; what the spec names, when it names one."""
+    v = spec.validation
+    if v.method == "kfold":
+        return Validation("kfold", v.folds, None, "validation.method: kfold, as the spec says")
+    if v.method == "split":
+        return Validation("split", 1, v.split_size, "validation.method: split, as the spec says")
+    affordable_s = spec.budget.time_s * cpus / CV_MIN_TRIALS
+    for k in dict.fromkeys((v.folds, min(v.folds, 3))):
+        trial_s = k * reference.fold_fit_s(int(n_rows * (k - 1) / k), n_features)
+        if trial_s <= affordable_s:
+            return Validation("kfold", k, None, f"{k}-fold: a {reference.name} trial takes ~{trial_s:.1f} CPU-s, "
+                                                f"so the budget pays for {CV_MIN_TRIALS} or more")
+    return Validation("split", 1, v.split_size,
+                      f"one split, {v.split_size:.0%} of the rows validated on: on {n_rows:,} rows x {n_features:,} "
+                      f"features a {k}-fold {reference.name} trial takes ~{trial_s:.0f} CPU-s, so the budget "
+                      f"would pay for fewer than {CV_MIN_TRIALS}")
+
+
+def choose_cpus_per_trial(spec: Spec, trial_s: float, cpus: int) -> tuple[int, str]:
+    """One CPU per trial, or all the run's when fewer than FEW_TRIALS_PER_CPU trials (of
+    ``trial_s`` on one CPU) fit in the budget; what the spec names, when it names one."""
+    named = spec.hardware.cpus_per_trial
+    if named != "auto":
+        return named, "hardware.cpus_per_trial, as the spec says"
+    per_cpu = spec.budget.time_s / max(trial_s, 1e-9)
+    if per_cpu >= FEW_TRIALS_PER_CPU or cpus == 1:
+        return 1, f"one CPU per trial, {cpus} at once: ~{per_cpu:.0f} trials per CPU fit in the budget"
+    threads = min(cpus, MAX_AUTO_CPUS_PER_TRIAL)
+    return threads, (f"{threads} CPUs per trial: only ~{per_cpu:.1f} trials per CPU fit in the budget, "
+                     "so each gets them all and models come sooner")
+
+
+def run_cpus(spec: Spec) -> int:
+    """The CPUs the run plans for: ``hardware.cpus``, else this machine's."""
+    return spec.hardware.cpus or os.cpu_count() or 1
 
 
 @dataclass
@@ -158,31 +263,55 @@ class Plan:
     trial_time_limit_s: float = float("inf")
     portfolios: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     """Each chosen family's proven configurations, best first."""
+    validation: Validation = Validation("kfold", 5, None, "")
+    cpus_per_trial: int = 1
+    cpus_reason: str = ""
 
     def describe(self) -> dict:
         return {"families": [f.name for f in self.families], "skipped": self.skipped,
                 "trial_time_limit_s": self.trial_time_limit_s,
-                "portfolio_sizes": {name: len(configs) for name, configs in self.portfolios.items()}}
+                "portfolio_sizes": {name: len(configs) for name, configs in self.portfolios.items()},
+                "validation": self.validation.describe(),
+                "cpus_per_trial": self.cpus_per_trial, "cpus_per_trial_reason": self.cpus_reason}
 
 
-def plan(spec: Spec, task: str, n_rows: int, n_features: int, n_folds: int) -> Plan:
+def plan(spec: Spec, task: str, n_rows: int, n_features: int) -> Plan:
+    """The families to try, the validation, the CPUs per trial and the trial time limit."""
     limit = trial_time_limit_s(spec.budget.time_s)
-    affordable = spec.budget.time_s / MIN_AFFORDABLE_TRIALS
     names = spec.models.include or family_names()
-    chosen, skipped = [], {}
-    for name in names:
-        if name in spec.models.exclude:  # checked first: an excluded family's library is never imported
-            skipped[name] = "excluded by the spec"
-            continue
-        family = get_family(name)
-        estimate = family.estimated_trial_s(n_rows, n_features, n_folds)
-        if not family.supports(task):
-            skipped[name] = f"does not support {task} tasks"
-        elif estimate is not None and estimate > affordable and not spec.models.include:
-            skipped[name] = (f"a trial would take about {estimate:.1f}s: the budget pays for fewer than "
-                             f"{MIN_AFFORDABLE_TRIALS}")
-        else:
-            chosen.append(family)
+    skipped = {name: "excluded by the spec" for name in names if name in spec.models.exclude}
+    families = [get_family(name) for name in names if name not in skipped]  # excluded: never imported
+    chosen = [family for family in families if family.supports(task)]
+    skipped |= {family.name: f"does not support {task} tasks" for family in families if family not in chosen}
     if not chosen:
         raise InputError(f"models: no model family left to try for a {task} task")
-    return Plan(chosen, skipped, limit, {family.name: family.portfolio(task) for family in chosen})
+    cpus = run_cpus(spec)
+    validation = choose_validation(spec, chosen[0], n_rows, n_features, cpus)
+    train_rows = int(n_rows * (1 - validation.split_size) if validation.split_size
+                     else n_rows * (validation.folds - 1) / validation.folds)
+    cpus_per_trial, cpus_reason = choose_cpus_per_trial(
+        spec, validation.folds * chosen[0].fold_fit_s(train_rows, n_features), cpus)
+    clock = TrialClock(FIRST_RESULT_SHARE * spec.budget.time_s, train_rows, n_features, validation.folds,
+                       cpus_per_trial)
+    for family in list(chosen):
+        reason = _cannot_pay_for(family, spec, clock, limit)
+        if reason and (family is not chosen[0] or len(chosen) > 1):
+            chosen.remove(family)
+            skipped[family.name] = reason
+    return Plan(chosen, skipped, limit, {family.name: family.portfolio(task) for family in chosen}, validation,
+                cpus_per_trial, cpus_reason)
+
+
+def _cannot_pay_for(family: ModelFamily, spec: Spec, clock: TrialClock, limit_s: float) -> str:
+    """Why the budget cannot pay for ``family`` on this data ("" when it can). A family that
+    knows its full cost (the MLP) needs MIN_AFFORDABLE_TRIALS of it; any other must fit one
+    trial in its time limit on MIN_SAMPLE_SHARE of the rows at least. An explicit
+    ``models.include`` is honoured for the first."""
+    sampled_s = clock.estimate_s(family, int(clock.train_rows * MIN_SAMPLE_SHARE))
+    if sampled_s > limit_s:
+        return (f"a trial would take about {sampled_s:.0f}s even on {MIN_SAMPLE_SHARE:.0%} of the rows, "
+                f"over its {limit_s:.0f}s limit")
+    estimate = family.estimated_trial_s(clock.train_rows, clock.n_features, clock.n_folds)
+    if estimate is not None and estimate > spec.budget.time_s / MIN_AFFORDABLE_TRIALS and not spec.models.include:
+        return f"a trial would take about {estimate:.1f}s: the budget pays for fewer than {MIN_AFFORDABLE_TRIALS}"
+    return ""

@@ -27,7 +27,7 @@ from automl.checkpoint import OutcomeStore
 from automl.execution import Executor
 from automl.metrics import Metric
 from automl.models import ModelFamily
-from automl.planner import GIB, FamilyShares, FirstRound, MemoryBudget
+from automl.planner import GIB, FamilyShares, MemoryBudget, TrialClock
 from automl.trial import COMPLETE, FAILED, PRUNED, TrialOutcome, TrialSpec, run_trial
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -132,8 +132,8 @@ class Search:
         """Whether the last ``run`` was stopped by Ctrl-C (SIGINT) rather than its deadline."""
         self.memory: MemoryBudget | None = None
         """What a trial may take of the memory budget (None: no limit)."""
-        self.first_round: FirstRound | None = None
-        """How trials asked for before any has completed keep to the time budget (None: as they are)."""
+        self.clock: TrialClock | None = None
+        """How long trials take here, to keep each within its time (None: trials run as they are)."""
         self.recovered = self._recover() if self.study.trials else []
         """A resumed study's finished trials, as outcomes (see ``_recover``)."""
         portfolios = portfolios or {name: [family.default_params(task)] for name, family in self.families.items()}
@@ -214,28 +214,42 @@ class Search:
         return self.study.ask()
 
     def _prepare(self, executor: Executor, deadline: float) -> _Running:
-        """Ask for a trial: its family, configuration and, under a memory budget, rows."""
+        """Ask for a trial: its family, configuration, time limit and the rows that fit
+        its memory and its time."""
         trial = self._ask()
         family, params = self._propose(trial)
         self._note_asked(family)
-        rows, reason = self._rows(family, params)
-        spec = TrialSpec(trial.number, family, params, self.metric.name, self.seed, self.cpus_per_trial,
-                         executor.report_link(trial.number), self.max_model_bytes, rows, reason)
         now = time.monotonic()
-        return _Running(trial, spec, now, self.trial_limit_s(now, deadline))
+        limit_s = self.trial_limit_s(now, deadline)
+        rows, reason = self._rows(family, params, limit_s)
+        spec = TrialSpec(trial.number, family, params, self.metric.name, self.seed, self.cpus_per_trial,
+                         executor.report_link(trial.number), self.max_model_bytes, rows, reason, limit_s)
+        return _Running(trial, spec, now, limit_s)
 
-    def _rows(self, family: str, params: dict[str, Any]) -> tuple[int | None, str]:
-        """The rows a trial may fit each fold on (None: all; 0: none) and what limits them."""
+    def _rows(self, family: str, params: dict[str, Any], limit_s: float) -> tuple[int | None, str]:
+        """The rows a trial may fit each fold on (None: all; 0: none) and what limits them.
+        Before any trial has completed, a trial must fit in the clock's ``first_result_s``."""
         rows = self.memory.rows_for(self.families[family], params) if self.memory else None
         reason = "memory" if rows is not None else ""
-        if rows != 0 and self.first_round is not None and not self.best_scores:
-            timed = self.first_round.rows_for(self.families[family])
+        if rows != 0 and self.clock is not None:
+            first = not self.best_scores
+            timed = self.clock.rows_for(self.families[family], self._allowed_s(limit_s), first)
             if timed is not None and (rows is None or timed < rows):
                 rows, reason = timed, "time"
         return rows, reason
 
-    def _too_large(self, spec: TrialSpec) -> TrialOutcome:
-        need = self.memory.need_bytes(self.families[spec.family], spec.params) / GIB
+    def _allowed_s(self, limit_s: float) -> float:
+        """The time a trial asked for now should take: its limit, and before any trial
+        has completed, the clock's ``first_result_s``."""
+        return min(limit_s, self.clock.first_result_s) if not self.best_scores else limit_s
+
+    def _skipped(self, spec: TrialSpec) -> TrialOutcome:
+        family = self.families[spec.family]
+        if spec.sample_reason == "time":
+            least = self.clock.estimate_s(family, int(self.clock.train_rows * 0.1))
+            return self._failed(spec, f"skipped: estimated ~{least:.1f}s even on a tenth of the rows, over the "
+                                      f"{self._allowed_s(spec.time_limit_s):.1f}s it may take")
+        need = self.memory.need_bytes(family, spec.params) / GIB
         return self._failed(spec, f"skipped: needs ~{need:.2g} GB, over the {self.memory.per_trial_bytes / GIB:.2g}"
                                   " GB a trial may use (budget.memory_gb) even on a tenth of the rows")
 
@@ -267,12 +281,13 @@ class Search:
         try:
             while time.monotonic() < deadline():
                 while (len(pending) < executor.slots and (self.max_trials is None or asked < self.max_trials)
-                       and skips_in_a_row < MAX_SKIPS_IN_A_ROW):
+                       and skips_in_a_row < MAX_SKIPS_IN_A_ROW
+                       and deadline() - time.monotonic() >= self._fastest_trial_s(outcomes)):
                     running = self._prepare(executor, deadline())
                     asked += 1
                     if running.spec.max_train_rows == 0:
                         skips_in_a_row += 1
-                        finish(running.trial, self._too_large(running.spec))
+                        finish(running.trial, self._skipped(running.spec))
                         continue
                     skips_in_a_row = 0
                     handle = executor.submit(trial_fn, payload, running.spec, **self.resources(running.spec.family))
@@ -300,6 +315,13 @@ class Search:
             executor.cancel(handle)
             finish(running.trial, self._failed(running.spec, reason))
         return outcomes
+
+    @staticmethod
+    def _fastest_trial_s(outcomes: list[TrialOutcome]) -> float:
+        """The shortest wall time of a completed trial so far: with less time than that
+        left, a new trial would only be cancelled (0 before any completes)."""
+        times = [o.ended_at - o.started_at for o in outcomes if o.status == COMPLETE and o.ended_at]
+        return min(times, default=0.0)
 
     @staticmethod
     def _verdicts(questions: list[tuple[Any, int, float]], pending: dict[Any, _Running]) -> list[tuple[Any, int, bool]]:
@@ -341,7 +363,8 @@ class Search:
             "started_at": outcome.started_at, "ended_at": outcome.ended_at})
         if outcome.status == COMPLETE:
             self._note_score(outcome.family, outcome.cv_score)
-        if outcome.status == COMPLETE:
+            if self.clock is not None:
+                self.clock.observe(self.families[outcome.family], outcome.fit_time_s, outcome.train_rows)
             self.study.tell(trial, outcome.cv_score)
         elif outcome.status == PRUNED:
             self.study.tell(trial, state=TrialState.PRUNED)

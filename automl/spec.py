@@ -60,7 +60,12 @@ class BudgetSpec(_Section):
 
 
 class ValidationSpec(_Section):
-    folds: int = Field(5, ge=2, le=20, description="Cross-validation folds.")
+    method: Literal["auto", "kfold", "split"] = Field(
+        "auto", description="How candidates are validated. kfold: k-fold cross-validation; split: one "
+                            "train/validation split (as FLAML above 100k rows); auto: k-fold while the budget "
+                            "pays for it, then 3 folds, then a split.")
+    folds: int = Field(5, ge=2, le=20, description="Cross-validation folds (with auto: at most this many).")
+    split_size: float = Field(0.1, gt=0, lt=1, description="Share of the rows validated on with a split.")
     test_size: float | None = Field(
         None, gt=0, lt=1, description="Fraction carved off as a holdout when data.test is absent."
     )
@@ -99,8 +104,17 @@ class HardwareSpec(_Section):
         None, description="null: an embedded local Ray; 'auto', 'HOST:PORT' or 'ray://HOST:PORT': join that cluster.")
     cpus: int | None = Field(None, ge=1, description="CPUs the run may use; null: all offered.")
     gpus: int = Field(0, ge=0)
-    cpus_per_trial: int = Field(1, ge=1)
+    cpus_per_trial: int | Literal["auto"] = Field(
+        "auto", description="CPUs (and model threads) per trial; auto: one, or all the run's when only a few "
+                            "trials fit in the budget.")
     gpus_per_trial: float = Field(0, ge=0)
+
+    @field_validator("cpus_per_trial")
+    @classmethod
+    def _at_least_one(cls, cpus: int | str) -> int | str:
+        if cpus != "auto" and cpus < 1:
+            raise ValueError("must be 'auto' or at least 1")
+        return cpus
 
     @field_validator("ray_address")
     @classmethod
@@ -136,7 +150,8 @@ class Spec(_Section):
 
     @model_validator(mode="after")
     def _consistent(self) -> Spec:
-        if self.hardware.cpus is not None and self.hardware.cpus_per_trial > self.hardware.cpus:
+        per_trial = self.hardware.cpus_per_trial
+        if self.hardware.cpus is not None and per_trial != "auto" and per_trial > self.hardware.cpus:
             raise ValueError("hardware.cpus_per_trial is larger than hardware.cpus")
         if self.hardware.backend == "local" and (self.hardware.ray_address or self.hardware.gpus):
             raise ValueError("hardware.backend local runs on this machine's CPUs only: "
@@ -280,7 +295,9 @@ budget:
   max_trials: null
   memory_gb: null                 # null: the memory available; larger trials run on a subsample
 validation:
+  method: auto                    # auto (k folds while the budget pays, then 3, then a split) | kfold | split
   folds: 5
+  split_size: 0.1                 # share of the rows validated on, with a split
   test_size: null                 # e.g. 0.2 carves a stratified holdout when data.test is absent
 models:
   include: null                   # null: every family that suits the data; known: {", ".join(family_names())}
@@ -293,7 +310,7 @@ hardware:
   ray_address: null               # null: Ray on this machine; "auto" or "HOST:PORT": a cluster
   cpus: null                      # null: all there are
   gpus: 0
-  cpus_per_trial: 1
+  cpus_per_trial: auto            # auto: 1, or all the run's CPUs when only a few trials fit in the budget
   gpus_per_trial: 0
 output: null                      # null: runs/<name>
 seed: 0

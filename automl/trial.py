@@ -24,6 +24,9 @@ from automl.metrics import get_metric
 from automl.models import get_family
 from automl.validation import Folds, empty_oof
 
+FIT_SHARE_OF_LIMIT = 0.7
+"""Of the time a trial has left, a fold's fit may take this share of its even part; the rest
+is for predicting, scoring and returning (a fit stopped for time keeps what it grew)."""
 TRAIN_SCORE_ROWS = 2000
 """Each fold model's train score is taken on at most this many of its training rows:
 enough to show overfitting, without doubling the cost of a trial."""
@@ -62,6 +65,8 @@ class TrialSpec:
     """Fit each fold on a random subsample of this many of its training rows (None: all of them)."""
     sample_reason: str = ""
     """Why it is subsampled: "memory" or "time" (see ``automl.planner``)."""
+    time_limit_s: float | None = None
+    """Its hard time limit: learners that grow stop growing in time to return within it."""
 
 
 @dataclass
@@ -138,11 +143,15 @@ def _cross_validate(workload: Workload, spec: TrialSpec, outcome: TrialOutcome) 
     oof = empty_oof(data.task, len(data.y), data.target.n_classes)
     k = data.target.n_classes
     models, holdout_predictions = [], []
+    deadline = time.monotonic() + spec.time_limit_s if spec.time_limit_s is not None else None
     for step, (train_idx, valid_idx) in enumerate(folds.splits):
         train_idx = subsample(train_idx, spec.max_train_rows, spec.seed + step)
         estimator = family.build(spec.params, data.task, spec.n_jobs, spec.seed)
         started = time.perf_counter()
-        estimator.fit(data.X.iloc[train_idx], data.y[train_idx])
+        fit_limit_s = (None if deadline is None
+                       else max(0.0, deadline - time.monotonic()) / (len(folds) - step) * FIT_SHARE_OF_LIMIT)
+        family.fit(estimator, data.X.iloc[train_idx], data.y[train_idx], time_limit_s=fit_limit_s,
+                   validation=(data.X.iloc[valid_idx], data.y[valid_idx]))
         models.append(estimator)
         fitted = time.perf_counter()
         prediction = predict_matrix(estimator, data.X.iloc[valid_idx], data.task, k)

@@ -9,7 +9,7 @@ import pytest
 
 from automl.engine import run_fit
 from automl.models import get_family
-from automl.planner import GIB, WALL_OVER_FIT, FirstRound, MemoryBudget, memory_budget_bytes
+from automl.planner import GIB, WALL_OVER_FIT, MemoryBudget, TrialClock, memory_budget_bytes
 from automl.spec import load_spec
 from tests.conftest import write_spec
 
@@ -64,12 +64,25 @@ def test_a_fit_under_a_small_memory_budget_subsamples_or_skips_forests_and_says_
         assert set(result.leaderboard["family"]) <= {"linear", "ensemble"}
 
 
-def test_until_a_first_trial_completes_trials_too_slow_for_the_time_left_fit_on_a_subsample():
-    forest, linear = get_family("random_forest"), get_family("linear")
-    first_round = FirstRound(search_s=60.0, train_rows=40_000, n_features=20, n_folds=5)
+def test_trials_too_slow_for_their_time_fit_on_a_subsample_sized_by_what_this_run_measured():
+    forest, linear = get_family("extra_trees"), get_family("linear")
+    clock = TrialClock(first_result_s=6.0, train_rows=40_000, n_features=20, n_folds=5)
     estimate = 5 * WALL_OVER_FIT * forest.fold_fit_s(40_000, 20)
     assert 5 * WALL_OVER_FIT * linear.fold_fit_s(40_000, 20) <= 30.0 < estimate
-    assert first_round.rows_for(linear) is None
-    assert first_round.rows_for(forest) == int(40_000 * 30.0 / estimate)  # half the search's time
-    assert FirstRound(0.0, 40_000, 20, 5).rows_for(forest) == 100  # never fewer rows than this
-    assert FirstRound(1e6, 40_000, 20, 5).rows_for(forest) is None
+    assert clock.rows_for(linear, 30.0) is None
+    assert clock.rows_for(forest, 30.0) == int(40_000 * 30.0 / estimate)
+    assert clock.rows_for(forest, 1.0) == 0  # not even a tenth of the rows fits: not started
+    assert clock.rows_for(forest, 1e6) is None
+    # this machine turns out twice as slow as the constants say (busy): half the rows fit
+    clock.observe(forest, fit_time_s=2 * clock.fit_estimate_s(forest), rows=None)
+    assert clock.speed(forest) == pytest.approx(2.0)
+    assert clock.rows_for(forest, 60.0) == int(40_000 * 60.0 / (2 * estimate))
+    assert clock.speed(linear) == pytest.approx(2.0)  # a family with no result of its own: the run's
+    clock.observe(linear, fit_time_s=clock.fit_estimate_s(linear), rows=None)
+    assert clock.speed(linear) == pytest.approx(1.0)
+
+
+def test_more_cpus_per_trial_make_a_trial_faster():
+    forest = get_family("extra_trees")
+    one, two = (TrialClock(6.0, 40_000, 20, 5, cpus_per_trial=cpus) for cpus in (1, 2))
+    assert two.estimate_s(forest) < one.estimate_s(forest) / 1.5

@@ -99,13 +99,13 @@ def _spec(time_s, include=None):
 
 
 def test_planner_gives_the_mlp_budget_only_where_a_trial_can_finish():
-    small = plan(_spec(60), "binary", n_rows=600, n_features=10, n_folds=5)
+    small = plan(_spec(60), "binary", n_rows=600, n_features=10)
     assert "mlp" in [f.name for f in small.families]
-    large = plan(_spec(60), "binary", n_rows=30_000, n_features=14, n_folds=5)
+    large = plan(_spec(60), "binary", n_rows=30_000, n_features=14)
     assert "mlp" not in [f.name for f in large.families] and "fewer than 20" in large.skipped["mlp"]
-    assert "mlp" in [f.name for f in plan(_spec(1200), "binary", 30_000, 14, 5).families]
+    assert "mlp" in [f.name for f in plan(_spec(1200), "binary", 30_000, 14).families]
     # asked for by name, it is tried whatever the estimate
-    assert [f.name for f in plan(_spec(60, ["mlp"]), "binary", 30_000, 14, 5).families] == ["mlp"]
+    assert [f.name for f in plan(_spec(60, ["mlp"]), "binary", 30_000, 14).families] == ["mlp"]
 
 
 def test_the_driver_imports_torch_once_an_mlp_may_join_the_final_model():

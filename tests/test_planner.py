@@ -19,7 +19,7 @@ def _spec(time_s=60, include=None):
 
 
 def test_plan_carries_the_portfolios_of_the_chosen_families_only():
-    chosen = plan(_spec(include=["linear", "knn"]), "regression", 500, 5, 5)
+    chosen = plan(_spec(include=["linear", "knn"]), "regression", 500, 5)
     assert chosen.portfolios == {name: get_family(name).portfolio("regression") for name in ("linear", "knn")}
     assert chosen.describe()["portfolio_sizes"] == {"linear": 2, "knn": 2}
 
@@ -78,9 +78,12 @@ class _InstantExecutor:
     def cancel(self, handle):
         pass
 
+    def take_warnings(self):
+        return []
+
 
 def _search(tmp_path, families, max_trials, shares=True):
-    run_plan = plan(_spec(include=[f.name for f in families]), "binary", 1000, 5, 5)
+    run_plan = plan(_spec(include=[f.name for f in families]), "binary", 1000, 5)
     return Search(families, "binary", get_metric("roc_auc", "binary"), f"sqlite:///{tmp_path / 's.db'}", "s",
                   seed=0, max_trials=max_trials, portfolios=run_plan.portfolios,
                   shares=FamilyShares(families, True) if shares else None)

@@ -48,11 +48,12 @@ def test_defaults_for_everything_but_train_and_target():
     assert spec.metric == "auto"
     assert spec.budget.time_s == 120 and spec.budget.max_trials is None
     assert spec.validation.folds == 5 and spec.validation.test_size is None
+    assert spec.validation.method == "auto" and spec.validation.split_size == 0.1
     assert spec.models.include is None and spec.models.exclude == []
     assert spec.ensemble.enabled is True and spec.ensemble.size == 25
     hw = spec.hardware
     assert (hw.ray_address, hw.cpus, hw.gpus, hw.cpus_per_trial, hw.gpus_per_trial) == (
-        None, None, 0, 1, 0)
+        None, None, 0, "auto", 0)
     assert spec.output is None
     assert spec.output_dir == Path("runs") / "automl"
     assert spec.seed == 0

@@ -25,10 +25,11 @@ def backend_name(hardware, time_s: float) -> str:
     return "local"
 
 
-def make_executor(hardware, time_s: float) -> Executor:
+def make_executor(hardware, time_s: float, cpus_per_trial: int) -> Executor:
+    """The backend for ``hardware`` (the spec's section) and trials of ``cpus_per_trial`` CPUs."""
     if backend_name(hardware, time_s) == "local":
-        return LocalExecutor(hardware.cpus, hardware.cpus_per_trial)
-    return RayExecutor(hardware.ray_address, hardware.cpus, hardware.gpus, hardware.cpus_per_trial)
+        return LocalExecutor(hardware.cpus, cpus_per_trial)
+    return RayExecutor(hardware.ray_address, hardware.cpus, hardware.gpus, cpus_per_trial)
 
 
 __all__ = ["Answer", "Executor", "Handle", "LocalExecutor", "Placement", "Question", "RayExecutor",

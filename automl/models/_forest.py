@@ -7,7 +7,7 @@ from typing import Any
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 from sklearn.pipeline import make_pipeline
 
-from automl.models.base import ModelFamily
+from automl.models.base import ModelFamily, grow_within
 from automl.preprocessing import codes_encoder
 
 
@@ -53,6 +53,10 @@ class ForestFamily(ModelFamily):
         node_bytes = 64 + 8 * max(1, n_classes)
         models = n_folds * params.get("n_estimators", 100) * nodes * node_bytes * 2
         return 2.0 * n_rows * max(1, n_features) * 4 + models
+
+    def fit(self, estimator, X, y, time_limit_s: float | None = None, validation: tuple | None = None):
+        """Grows its trees in steps under ``time_limit_s``, keeping those grown."""
+        return grow_within(estimator, "n_estimators", time_limit_s, X, y)
 
     def build(self, params: dict[str, Any], task: str, n_jobs: int, seed: int):
         estimator = self.regressor if task == "regression" else self.classifier

@@ -11,6 +11,8 @@ trained on a GPU loads and predicts on a CPU-only machine.
 from __future__ import annotations
 
 import copy
+import math
+import time
 
 import numpy as np
 import pandas as pd
@@ -25,6 +27,8 @@ from torch import nn
 VALIDATION_SHARE = 0.1
 MAX_EPOCHS = 60
 PATIENCE = 6
+TIME_CHECK_STEPS = 32
+"""Under a time limit, the clock is read every this many steps (once an epoch is kept)."""
 
 
 def embedding_size(levels: int) -> int:
@@ -102,7 +106,9 @@ class TabularMLP(BaseEstimator):
         return torch.device(self.device)
 
     # -- training ----------------------------------------------------------
-    def fit(self, X: pd.DataFrame, y: np.ndarray) -> TabularMLP:
+    def fit(self, X: pd.DataFrame, y: np.ndarray, time_limit_s: float | None = None) -> TabularMLP:
+        """Train; with ``time_limit_s``, training ends then and keeps its best epoch so far."""
+        deadline = time.monotonic() + time_limit_s if time_limit_s is not None else math.inf
         torch.manual_seed(self.random_state)
         torch.set_num_threads(max(1, self.n_jobs))
         self.numeric_columns_, self.categorical_columns_ = self._split_columns(X)
@@ -125,7 +131,7 @@ class TabularMLP(BaseEstimator):
         levels = [len(X[c].cat.categories) for c in self.categorical_columns_]
         network = _Network(numeric.shape[1], levels, n_outputs, self.n_layers, self.width, self.dropout,
                            self.normalization)
-        self.network_ = self._train(network, numeric, codes, targets, train_rows, valid_rows)
+        self.network_ = self._train(network, numeric, codes, targets, train_rows, valid_rows, deadline)
         return self
 
     def _loss(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -133,7 +139,8 @@ class TabularMLP(BaseEstimator):
             return nn.functional.mse_loss(outputs.squeeze(1).float(), targets)
         return nn.functional.cross_entropy(outputs.float(), targets)
 
-    def _train(self, network: _Network, numeric, codes, targets, train_rows, valid_rows) -> _Network:
+    def _train(self, network: _Network, numeric, codes, targets, train_rows, valid_rows,
+               deadline: float = math.inf) -> _Network:
         device = self._device()
         network.to(device)
         mixed = device.type == "cuda"
@@ -151,6 +158,8 @@ class TabularMLP(BaseEstimator):
             network.train()
             order = train[torch.randperm(len(train), generator=shuffler).to(device)]
             for step in range(steps):
+                if step % TIME_CHECK_STEPS == 0 and time.monotonic() >= deadline and best_state is not None:
+                    break
                 rows = order[step * batch:(step + 1) * batch]
                 with torch.autocast(device.type, dtype=torch.float16, enabled=mixed):
                     loss = self._loss(network(tensors[0][rows], tensors[1][rows]), tensors[2][rows])
@@ -166,6 +175,8 @@ class TabularMLP(BaseEstimator):
                 stale += 1
                 if stale >= PATIENCE:
                     break
+            if time.monotonic() >= deadline:
+                break
         if best_state is None:  # no finite validation loss at all (diverged): that is a failure
             raise FloatingPointError("the MLP diverged: its validation loss was never finite")
         network.load_state_dict(best_state)

@@ -13,6 +13,7 @@ family name inside the study.
 
 from __future__ import annotations
 
+import time
 from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING, Any
 
@@ -21,6 +22,8 @@ if TYPE_CHECKING:  # kept out of start-up: importing the registry must stay chea
     from sklearn.base import BaseEstimator
 
 ALL_TASKS = ("binary", "multiclass", "regression")
+FULL_TREE_ROWS = 1000
+"""Rows from which a default tree has all its leaves and a numeric feature all its bins."""
 
 
 class ModelFamily(ABC):
@@ -32,6 +35,10 @@ class ModelFamily(ABC):
     seconds_per_cell: float = 5e-6
     """Seconds to fit the default configuration on one CPU and predict a fold, per training
     row and feature (measured on the adult and diamonds data, 2-core machine; the larger)."""
+    seconds_per_feature: float = 0.0
+    """Seconds per feature that do not shrink with the rows once there are FULL_TREE_ROWS
+    (histograms of every feature at every node of every tree): what makes wide tables slow
+    even with few rows. Below that, trees have fewer leaves and features fewer bins."""
     model_modules: tuple[str, ...] = ()
     """Modules slow to import that loading this family's fitted models needs. The engine
     imports them in the driver as soon as such a model may join the final one, so the
@@ -55,13 +62,22 @@ class ModelFamily(ABC):
         """An unfitted scikit-learn estimator (preprocessing included)."""
 
     def estimated_trial_s(self, n_rows: int, n_features: int, n_folds: int) -> float | None:
-        """Seconds one trial of the default configuration takes on one CPU, where
-        the family can say; the planner skips a family that cannot finish a trial."""
+        """Seconds one trial of the default configuration takes on one CPU, fitting
+        ``n_folds`` folds of ``n_rows`` training rows, where the family can say; the
+        planner skips a family that cannot pay for enough trials."""
         return None
 
     def fold_fit_s(self, n_rows: int, n_features: int) -> float:
-        """Seconds one fold of the default configuration takes on ``n_rows`` training rows."""
-        return self.seconds_per_cell * n_rows * max(1, n_features)
+        """Seconds one fold of the default configuration takes on ``n_rows`` training rows, one CPU."""
+        per_feature = self.seconds_per_feature * min(1.0, n_rows / FULL_TREE_ROWS)
+        return (self.seconds_per_cell * n_rows + per_feature) * max(1, n_features)
+
+    def fit(self, estimator: BaseEstimator, X, y, time_limit_s: float | None = None,
+            validation: tuple | None = None) -> BaseEstimator:
+        """Fit ``estimator`` (from ``build``). A family whose learner adds rounds or trees
+        stops adding them after ``time_limit_s`` and keeps what it has, and may early-stop
+        on ``validation`` (X, y); others fit as they are."""
+        return estimator.fit(X, y)
 
     def estimated_trial_bytes(self, params: dict[str, Any], n_rows: int, n_features: int, n_classes: int,
                               n_folds: int) -> float:
@@ -77,3 +93,30 @@ class ModelFamily(ABC):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
+
+
+GROWTH_STEPS = 8
+"""A learner grown under a time limit gets its rounds or trees in this many steps."""
+
+
+def grow_within(pipeline, size_param: str, time_limit_s: float | None, X, y, done=lambda model: False):
+    """Fit a pipeline whose last step grows by warm start (``size_param``: its trees or
+    rounds), adding a step at a time until its full size, ``done(model)`` (it
+    early-stopped), or ``time_limit_s``; it keeps what it has grown."""
+    if time_limit_s is None:
+        return pipeline.fit(X, y)
+    deadline = time.monotonic() + time_limit_s
+    model = pipeline[-1]
+    full = model.get_params()[size_param]
+    features = pipeline[:-1].fit_transform(X, y) if len(pipeline) > 1 else X
+    step = max(1, full // GROWTH_STEPS)
+    size = min(full, step)
+    model.set_params(warm_start=True, **{size_param: size})
+    while True:
+        model.fit(features, y)
+        if size >= full or done(model) or time.monotonic() >= deadline:
+            break
+        size = min(full, size + step)
+        model.set_params(**{size_param: size})
+    model.set_params(warm_start=False)
+    return pipeline

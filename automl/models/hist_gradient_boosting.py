@@ -8,7 +8,7 @@ from optuna.distributions import FloatDistribution, IntDistribution
 from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
 from sklearn.pipeline import make_pipeline
 
-from automl.models.base import ModelFamily
+from automl.models.base import ModelFamily, grow_within
 from automl.preprocessing import codes_encoder
 
 MAX_NATIVE_LEVELS = 250
@@ -38,6 +38,11 @@ class HistGradientBoostingFamily(ModelFamily):
             {"learning_rate": 0.03, "max_leaf_nodes": 128, "min_samples_leaf": 3, "l2_regularization": 0.01,
              "max_features": 0.9},
         ]
+
+    def fit(self, estimator, X, y, time_limit_s: float | None = None, validation: tuple | None = None):
+        """Grows its rounds in steps under ``time_limit_s``; it early-stops on its own split."""
+        return grow_within(estimator, "max_iter", time_limit_s, X, y,
+                           done=lambda model: model.n_iter_ < model.max_iter)
 
     def build(self, params: dict[str, Any], task: str, n_jobs: int, seed: int):
         estimator = HistGradientBoostingRegressor if task == "regression" else HistGradientBoostingClassifier

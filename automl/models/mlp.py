@@ -47,7 +47,11 @@ class MLPFamily(ModelFamily):
         return n_rows * SECONDS_PER_ROW
 
     def estimated_trial_s(self, n_rows: int, n_features: int, n_folds: int) -> float:
-        return n_folds * self.fold_fit_s(n_rows * (n_folds - 1) / n_folds, n_features)
+        return n_folds * self.fold_fit_s(n_rows, n_features)
+
+    def fit(self, estimator, X, y, time_limit_s: float | None = None, validation: tuple | None = None):
+        """Trains until its own early stopping or ``time_limit_s``, keeping its best epoch."""
+        return estimator.fit(X, y, time_limit_s=time_limit_s)
 
     def build(self, params: dict[str, Any], task: str, n_jobs: int, seed: int):
         from automl.models._tabular_mlp import TabularMLP
