@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 BENCH_TIME_S ?= 60
 
-.PHONY: install test demo lint bench bench-quality bench-scaling bench-mlp bench-faults bench-peers-install browser clean
+.PHONY: install test demo lint bench bench-quality bench-scaling bench-scale bench-mlp bench-faults bench-peers-install browser clean
 
 install: $(BIN)/automl browser
 
@@ -35,7 +35,7 @@ demo: install
 lint: install
 	$(BIN)/ruff check automl tests benchmarks
 
-bench: bench-scaling bench-mlp bench-quality bench-faults
+bench: bench-scaling bench-scale bench-mlp bench-quality bench-faults
 
 bench-quality: install
 	$(BIN)/python benchmarks/quality.py --time-s $(BENCH_TIME_S)
@@ -50,6 +50,10 @@ bench-peers-install:
 
 bench-scaling: install
 	$(BIN)/python benchmarks/scaling.py
+
+BUSY ?= 0
+bench-scale: install
+	$(BIN)/python benchmarks/scale.py --busy $(BUSY)
 
 bench-mlp: install
 	$(BIN)/python benchmarks/mlp.py

@@ -87,9 +87,10 @@ for adult's 16k holdout rows and two sensitive columns)."""
 IMPORTANCE_SHARE, IMPORTANCE_MIN_S, IMPORTANCE_MAX_S = 0.05, 0.5, 10.0
 """Permutation importance gets this share of the budget, within these bounds (it is reserved)."""
 ENSEMBLE_CANDIDATES = 10
-MIN_SEARCH_S = 2.0
+MIN_SEARCH_S = 5.0
 """The search gets at least this long to make a first model, even when loading the data
-took the whole budget (a budget of a second or two): the run then reports its overrun."""
+took the whole budget (a budget of a few seconds; the first worker may wait for its
+model libraries' imports, 3-5 s on a loaded 2-core machine): the run reports its overrun."""
 
 
 @dataclass

@@ -184,13 +184,21 @@ class TrialClock:
         """None: the trial fits in ``allowed_s`` as it is; otherwise the rows to fit each
         fold on (0: not even MIN_SAMPLE_SHARE of them would). A ``first`` trial (no model
         yet) is never left out: it gets MIN_SAMPLE_ROWS at least."""
-        estimate = self.estimate_s(family)
-        if estimate <= allowed_s:
+        if self.estimate_s(family) <= allowed_s:
             return None
-        rows = int(self.train_rows * max(0.0, allowed_s) / estimate)
+        rows = self._rows_within(family, allowed_s)
         if first:
             return min(self.train_rows, max(MIN_SAMPLE_ROWS, rows))
         return rows if rows >= max(MIN_SAMPLE_ROWS, MIN_SAMPLE_SHARE * self.train_rows) else 0
+
+    def _rows_within(self, family: ModelFamily, allowed_s: float) -> int:
+        """The most rows whose estimate is within ``allowed_s`` (costs grow with the rows,
+        faster than linearly for some families: bisection, not a ratio)."""
+        low, high = 0, self.train_rows
+        while high - low > max(1, self.train_rows // 1000):
+            middle = (low + high) // 2
+            low, high = (middle, high) if self.estimate_s(family, middle) <= allowed_s else (low, middle)
+        return low
 
 
 CV_MIN_TRIALS = 10
@@ -243,6 +251,8 @@ def choose_cpus_per_trial(spec: Spec, trial_s: float, cpus: int) -> tuple[int, s
     named = spec.hardware.cpus_per_trial
     if named != "auto":
         return named, "hardware.cpus_per_trial, as the spec says"
+    if spec.hardware.ray_address:  # its nodes' sizes are unknown here: a trial must fit on any
+        return 1, "one CPU per trial on a cluster: a trial must fit on any of its nodes"
     per_cpu = spec.budget.time_s / max(trial_s, 1e-9)
     if per_cpu >= FEW_TRIALS_PER_CPU or cpus == 1:
         return 1, f"one CPU per trial, {cpus} at once: ~{per_cpu:.0f} trials per CPU fit in the budget"

@@ -1,0 +1,139 @@
+"""Scale: validation chosen to fit the data and budget, CPUs per trial, learners that stop
+growing at their time limit, and a fit validated on one split."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.datasets import make_classification
+
+from automl.engine import run_fit
+from automl.models import get_family
+from automl.planner import choose_cpus_per_trial, choose_validation, plan
+from automl.spec import build_spec, load_spec
+from automl.validation import make_folds
+from tests.conftest import write_spec
+
+
+def _spec(time_s=60, **sections):
+    raw = {"data": {"train": "x.csv", "target": "y"}, "budget": {"time_s": time_s}, **sections}
+    return build_spec(raw)
+
+
+
+def _lightgbm():
+    return get_family("lightgbm")
+
+
+@pytest.mark.parametrize("rows, features, time_s, expected", [
+    (30_000, 14, 60, ("kfold", 5)),      # adult-sized: the budget pays for 10+ five-fold trials
+    (100_000, 25, 100, ("kfold", 3)),    # five folds too dear, three fit
+    (100_000, 25, 60, ("split", 1)),
+    (300_000, 25, 120, ("split", 1)),
+    (5_000, 2_000, 60, ("split", 1)),    # wide: the cost per feature decides
+])
+def test_auto_validation_keeps_k_folds_while_the_budget_pays_for_them(rows, features, time_s, expected):
+    choice = choose_validation(_spec(time_s), _lightgbm(), rows, features, cpus=2)
+    assert (choice.method, choice.folds) == expected
+    assert choice.reason and (choice.split_size == 0.1) == (expected[0] == "split")
+
+
+def test_the_spec_can_name_the_validation():
+    for method, folds in (("kfold", 4), ("split", 1)):
+        choice = choose_validation(_spec(60, validation={"method": method, "folds": 4}), _lightgbm(), 10**6, 25, 2)
+        assert (choice.method, choice.folds) == (method, folds) and "as the spec says" in choice.reason
+
+
+def test_cpus_per_trial_auto_gives_slow_trials_every_cpu():
+    assert choose_cpus_per_trial(_spec(60), trial_s=1.0, cpus=2)[0] == 1
+    assert choose_cpus_per_trial(_spec(60), trial_s=30.0, cpus=2)[0] == 2
+    assert choose_cpus_per_trial(_spec(60), trial_s=30.0, cpus=64)[0] == 8  # at most
+    assert choose_cpus_per_trial(_spec(60, hardware={"cpus_per_trial": 1}), 30.0, 2) == (
+        1, "hardware.cpus_per_trial, as the spec says")
+    assert choose_cpus_per_trial(_spec(60, hardware={"ray_address": "auto"}), 30.0, 2)[0] == 1
+
+
+def test_the_plan_leaves_out_a_family_that_cannot_finish_a_trial_even_on_a_sample():
+    run_plan = plan(_spec(120), "binary", 1_000_000, 25)
+    assert "knn" not in [f.name for f in run_plan.families]
+    assert "even on 10% of the rows" in run_plan.skipped["knn"]
+    assert run_plan.validation.method == "split"
+    assert plan(_spec(120), "binary", 2_000, 25).families[-2].name == "knn"  # small data: kept
+
+
+def test_a_single_split_keeps_groups_apart_and_validates_on_the_latest_times():
+    y = np.tile([0, 1], 500)
+    (train, valid), = make_folds("binary", y, 5, 0, split_size=0.2).splits
+    assert len(valid) == 200 and set(train).isdisjoint(valid) and y[valid].mean() == 0.5
+    groups = np.repeat(np.arange(100), 10)
+    (train, valid), = make_folds("binary", y, 5, 0, groups=groups, split_size=0.2).splits
+    assert set(groups[train]).isdisjoint(groups[valid])
+    times = np.arange(1000) // 4
+    folds = make_folds("regression", y.astype(float), 5, 0, times=times, split_size=0.1)
+    (train, valid), = folds.splits
+    assert times[train].max() < times[valid].min() and len(valid) == 100
+    assert folds.kind == "time split" and folds.refit_share == pytest.approx(1000 / 900)
+
+
+@pytest.fixture(scope="module")
+def table():
+    X, y = make_classification(n_samples=4000, n_features=20, random_state=0)
+    return pd.DataFrame(X, columns=[f"x{i}" for i in range(20)]), y
+
+
+@pytest.mark.parametrize("name, size", [("lightgbm", "n_estimators"), ("hist_gradient_boosting", "max_iter"),
+                                        ("random_forest", "n_estimators"), ("extra_trees", "n_estimators")])
+def test_learners_that_grow_stop_at_their_time_limit_and_keep_what_they_grew(table, name, size):
+    X, y = table
+    family = get_family(name)
+    grown_to = {"lightgbm": 4000, "hist_gradient_boosting": 1000}.get(name, 800)
+    params = {**family.default_params("binary"), size: grown_to}
+    if name == "hist_gradient_boosting":  # its build sets max_iter; a low rate: no early stop before the limit
+        params = {**family.default_params("binary"), "learning_rate": 0.01}
+    unlimited_s = _fit_seconds(family, params, X, y, None)
+    limited_s = _fit_seconds(family, params, X, y, unlimited_s / 10)
+    assert limited_s < unlimited_s / 3
+    model = family.build(params, "binary", 1, 0)
+    family.fit(model, X, y, time_limit_s=unlimited_s / 10)
+    grown = _grown(model)
+    assert 0 < grown < grown_to
+    assert model.predict_proba(X).shape == (len(X), 2)
+
+
+def _fit_seconds(family, params, X, y, limit):
+    model = family.build(params, "binary", 1, 0)
+    started = time.perf_counter()
+    family.fit(model, X, y, time_limit_s=limit)
+    return time.perf_counter() - started
+
+
+def _grown(model) -> int:
+    final = model[-1] if hasattr(model, "steps") else model
+    if hasattr(final, "booster_"):
+        return final.booster_.current_iteration()
+    return final.n_iter_ if hasattr(final, "n_iter_") else len(final.estimators_)
+
+
+def test_lightgbm_early_stops_on_the_fold_validation_rows(table):
+    X, y = table
+    family = get_family("lightgbm")
+    params = {**family.default_params("binary"), "n_estimators": 3000, "learning_rate": 0.3}
+    model = family.build(params, "binary", 1, 0)
+    family.fit(model, X.iloc[:3000], y[:3000], validation=(X.iloc[3000:], y[3000:]))
+    assert 0 < model.best_iteration_ < 3000 - 50
+
+
+def test_a_fit_validated_on_one_split_records_why(tmp_path, binary_frame):
+    spec = load_spec(write_spec(tmp_path, binary_frame, budget={"time_s": 12, "max_trials": 6},
+                                validation={"method": "split", "split_size": 0.25},
+                                models={"include": ["lightgbm", "linear"]}))
+    result = run_fit(spec)
+    summary = json.loads((result.output_dir / "run.json").read_text())
+    assert summary["validation"]["kind"] == "stratified split" and summary["validation"]["n"] == 1
+    assert "as the spec says" in summary["validation"]["reason"]
+    assert summary["cpus_per_trial"] == 1
+    assert result.predictor.predict(binary_frame.drop(columns=["target"])).shape == (len(binary_frame),)
