@@ -59,7 +59,6 @@ from automl.planner import (
     FamilyShares,
     MemoryBudget,
     Plan,
-    TrialClock,
     memory_budget_bytes,
     plan,
 )
@@ -225,8 +224,7 @@ class Run:
             self.stop_margin_s = executor.close_s
             search.memory = self.memory = memory_budget(self.spec, workload, executor.slots)
             self.timings["executor_start_s"] = self.elapsed() - self.timings["load_s"]
-            search.clock = TrialClock(FIRST_RESULT_SHARE * self.spec.budget.time_s, self.memory.train_rows,
-                                      data.X.shape[1], len(folds), self.plan.cpus_per_trial)
+            search.clock = self.plan.clock
             payload = executor.put(workload)
             self.search_started = time.monotonic()
             all_outcomes = search.run(executor, payload, lambda: self.search_deadline(metric, folds.refit_share),

@@ -276,6 +276,8 @@ class Plan:
     validation: Validation = Validation("kfold", 5, None, "")
     cpus_per_trial: int = 1
     cpus_reason: str = ""
+    clock: TrialClock | None = None
+    """What the plan estimated trials with; the search goes on correcting it with what they take."""
 
     def describe(self) -> dict:
         return {"families": [f.name for f in self.families], "skipped": self.skipped,
@@ -303,25 +305,24 @@ def plan(spec: Spec, task: str, n_rows: int, n_features: int) -> Plan:
         spec, validation.folds * chosen[0].fold_fit_s(train_rows, n_features), cpus)
     clock = TrialClock(FIRST_RESULT_SHARE * spec.budget.time_s, train_rows, n_features, validation.folds,
                        cpus_per_trial)
-    for family in list(chosen):
+    for family in [] if spec.models.include else list(chosen):  # what the spec names is always tried
         reason = _cannot_pay_for(family, spec, clock, limit)
-        if reason and (family is not chosen[0] or len(chosen) > 1):
+        if reason and len(chosen) > 1:  # never none left
             chosen.remove(family)
             skipped[family.name] = reason
     return Plan(chosen, skipped, limit, {family.name: family.portfolio(task) for family in chosen}, validation,
-                cpus_per_trial, cpus_reason)
+                cpus_per_trial, cpus_reason, clock)
 
 
 def _cannot_pay_for(family: ModelFamily, spec: Spec, clock: TrialClock, limit_s: float) -> str:
-    """Why the budget cannot pay for ``family`` on this data ("" when it can). A family that
-    knows its full cost (the MLP) needs MIN_AFFORDABLE_TRIALS of it; any other must fit one
-    trial in its time limit on MIN_SAMPLE_SHARE of the rows at least. An explicit
-    ``models.include`` is honoured for the first."""
+    """Why the budget cannot pay for ``family`` on this data ("" when it can): a trial must
+    fit in its time limit on MIN_SAMPLE_SHARE of the rows at least, and a family that knows
+    its full cost (the MLP) needs MIN_AFFORDABLE_TRIALS of it."""
     sampled_s = clock.estimate_s(family, int(clock.train_rows * MIN_SAMPLE_SHARE))
     if sampled_s > limit_s:
         return (f"a trial would take about {sampled_s:.0f}s even on {MIN_SAMPLE_SHARE:.0%} of the rows, "
                 f"over its {limit_s:.0f}s limit")
     estimate = family.estimated_trial_s(clock.train_rows, clock.n_features, clock.n_folds)
-    if estimate is not None and estimate > spec.budget.time_s / MIN_AFFORDABLE_TRIALS and not spec.models.include:
+    if estimate is not None and estimate > spec.budget.time_s / MIN_AFFORDABLE_TRIALS:
         return f"a trial would take about {estimate:.1f}s: the budget pays for fewer than {MIN_AFFORDABLE_TRIALS}"
     return ""

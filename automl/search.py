@@ -27,7 +27,7 @@ from automl.checkpoint import OutcomeStore
 from automl.execution import Executor
 from automl.metrics import Metric
 from automl.models import ModelFamily
-from automl.planner import GIB, FamilyShares, MemoryBudget, TrialClock
+from automl.planner import GIB, MIN_SAMPLE_SHARE, FamilyShares, MemoryBudget, TrialClock
 from automl.trial import COMPLETE, FAILED, PRUNED, TrialOutcome, TrialSpec, run_trial
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -246,7 +246,7 @@ class Search:
     def _skipped(self, spec: TrialSpec) -> TrialOutcome:
         family = self.families[spec.family]
         if spec.sample_reason == "time":
-            least = self.clock.estimate_s(family, int(self.clock.train_rows * 0.1))
+            least = self.clock.estimate_s(family, int(self.clock.train_rows * MIN_SAMPLE_SHARE))
             return self._failed(spec, f"skipped: estimated ~{least:.1f}s even on a tenth of the rows, over the "
                                       f"{self._allowed_s(spec.time_limit_s):.1f}s it may take")
         need = self.memory.need_bytes(family, spec.params) / GIB

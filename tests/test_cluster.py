@@ -15,6 +15,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -179,6 +180,20 @@ def _trial_worker_pids(backend: str) -> list[int]:
     return [int(pid) for pid, parent, _ in processes if parent in zygotes]
 
 
+def _kill_once_seen(run: subprocess.Popen, find: Callable[[], list[int]], wait_s: float = 60) -> list[int]:
+    """SIGKILL the processes ``find`` names as soon as it names any, while ``run`` runs;
+    returns them (none: never seen within ``wait_s``)."""
+    deadline = time.monotonic() + wait_s
+    while time.monotonic() < deadline and run.poll() is None:
+        pids = find()
+        for pid in pids:
+            os.kill(pid, signal.SIGKILL)
+        if pids:
+            return pids
+        time.sleep(0.1)
+    return []
+
+
 @pytest.mark.parametrize("backend", ["ray", "local"])
 def test_a_worker_killed_mid_trial_does_not_end_the_run(tmp_path, binary_frame, backend):
     spec = write_spec(tmp_path, binary_frame, budget={"time_s": 25, "max_trials": 6},
@@ -186,21 +201,14 @@ def test_a_worker_killed_mid_trial_does_not_end_the_run(tmp_path, binary_frame, 
                       hardware={"backend": backend})
     run = subprocess.Popen([sys.executable, "-m", "automl", "fit", str(spec), "--quiet"],
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    killed = None
-    deadline = time.monotonic() + 60
-    while killed is None and time.monotonic() < deadline and run.poll() is None:
-        pids = _trial_worker_pids(backend)
-        if pids:
-            killed = pids[0]
-            os.kill(killed, signal.SIGKILL)
-        time.sleep(0.1)
+    killed = _kill_once_seen(run, lambda: _trial_worker_pids(backend)[:1])
     _, stderr = run.communicate(timeout=180)
-    assert killed is not None, "no trial worker was seen running"
+    assert killed, "no trial worker was seen running"
     assert run.returncode == 0, stderr
     board = pd.read_csv(tmp_path / "run" / "leaderboard.csv")
     assert len(board) >= 1
     summary = json.loads((tmp_path / "run" / "run.json").read_text())
-    assert killed not in {t["pid"] for t in summary["trial_log"] if t["status"] == "complete"}
+    assert killed[0] not in {t["pid"] for t in summary["trial_log"] if t["status"] == "complete"}
 
 
 def _mailbox_pids(run: subprocess.Popen) -> list[int]:
@@ -220,21 +228,15 @@ def test_losing_the_pruning_mailbox_mid_run_degrades_to_no_pruning(tmp_path, bin
                       models={"include": ["lightgbm", "linear"]})
     run = subprocess.Popen([sys.executable, "-m", "automl", "fit", str(spec), "--quiet"],
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    killed = None
-    deadline = time.monotonic() + 60
-    while killed is None and time.monotonic() < deadline and run.poll() is None:
-        mailbox = _mailbox_pids(run)
-        if mailbox and _trial_worker_pids("ray"):  # the search is under way
-            killed = time.time()
-            for pid in mailbox:
-                os.kill(pid, signal.SIGKILL)
-        time.sleep(0.1)
+    # once the search is under way
+    killed = _kill_once_seen(run, lambda: _mailbox_pids(run) if _trial_worker_pids("ray") else [])
+    killed_at = time.time()
     _, stderr = run.communicate(timeout=180)
-    assert killed is not None, "the mailbox was never seen running"
+    assert killed, "the mailbox was never seen running"
     assert run.returncode == 0, stderr
     summary = json.loads((tmp_path / "run" / "run.json").read_text())
     assert any("pruning mailbox" in warning for warning in summary["warnings"]), summary["warnings"]
-    after = [t for t in summary["trial_log"] if t["status"] == "complete" and t["ended_at"] > killed + 1]
+    after = [t for t in summary["trial_log"] if t["status"] == "complete" and t["ended_at"] > killed_at + 1]
     assert after, "no trial completed after the mailbox was lost"
 
 

@@ -25,6 +25,8 @@ _FLAML_ZERO_SHOT = {
 }
 
 
+_TAKES_EVAL_X = "eval_X" in inspect.signature(LGBMClassifier.fit).parameters
+"""LightGBM 4.7 takes eval_X and eval_y, and deprecates eval_set."""
 EARLY_STOPPING_ROUNDS = 50
 """Rounds without a better validation loss after which a fold's boosting stops (its best round is kept)."""
 
@@ -88,7 +90,7 @@ class LightGBMFamily(ModelFamily):
             callbacks.append(stop_at(time.monotonic() + time_limit_s))
         if validation is None:
             return estimator.fit(X, y, callbacks=callbacks)
-        if "eval_X" in inspect.signature(estimator.fit).parameters:  # LightGBM 4.7 deprecates eval_set
+        if _TAKES_EVAL_X:
             return estimator.fit(X, y, eval_X=(validation[0],), eval_y=(validation[1],), callbacks=callbacks)
         return estimator.fit(X, y, eval_set=[validation], callbacks=callbacks)
 
