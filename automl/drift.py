@@ -19,11 +19,13 @@ and 0.2 as major. The verdict is the worst column's level: "no drift",
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
+from pandas.api import types as ptypes
 
 from automl.artifact import model_folder, verify_folder
 from automl.data import BOOLEAN, CATEGORICAL, NUMERIC, FeatureSchema
@@ -46,15 +48,17 @@ VERDICTS = {NONE: "no drift", MODERATE: "moderate drift", MAJOR: "drift"}
 def build_reference(frame: pd.DataFrame, schema: FeatureSchema, target: str | None = None,
                     task: str | None = None) -> dict[str, Any]:
     """A JSON-ready summary of the training columns the model uses (and the target)."""
+    numeric = _numeric_references(frame, [info.name for info in schema.used if info.kind == NUMERIC])
     columns: dict[str, Any] = {}
     for info in schema.used:
         if info.kind == NUMERIC:
-            columns[info.name] = _numeric_reference(frame[info.name])
+            columns[info.name] = numeric[info.name]
         elif info.kind in (CATEGORICAL, BOOLEAN):
             columns[info.name] = _categorical_reference(frame[info.name])
     if target is not None and target in frame.columns:
         values = frame[target].dropna()
-        columns[target] = _numeric_reference(values) if task == "regression" else _categorical_reference(values)
+        columns[target] = (_numeric_references(values.to_frame(), [target])[target] if task == "regression"
+                           else _categorical_reference(values))
         columns[target]["role"] = "target"
     return {"rows": len(frame), "columns": columns}
 
@@ -70,11 +74,20 @@ def load_reference(model_dir: Path) -> dict[str, Any]:
     return json.loads(path.read_text())
 
 
-def _numeric_reference(values: pd.Series) -> dict[str, Any]:
-    numbers = pd.to_numeric(values, errors="coerce")
-    present = numbers.dropna().to_numpy(dtype=float)
-    quantiles = np.quantile(present, np.linspace(0, 1, N_QUANTILES)) if len(present) else np.array([])
-    return {"kind": NUMERIC, "missing_share": float(numbers.isna().mean()), "quantiles": quantiles.tolist()}
+def _numeric_references(frame: pd.DataFrame, names: list[str]) -> dict[str, dict[str, Any]]:
+    """Each numeric column's missing share and quantiles, the quantiles of all columns taken
+    together (one column at a time took 1.6 ms each: seconds for thousands of columns)."""
+    numbers = frame[names].apply(lambda c: c if ptypes.is_numeric_dtype(c) else pd.to_numeric(c, errors="coerce"))
+    values = numbers.to_numpy(dtype=float)
+    missing = np.isnan(values)
+    present = (~missing).sum(axis=0)
+    with warnings.catch_warnings():  # a column with no number at all: its quantiles are left empty
+        warnings.simplefilter("ignore", RuntimeWarning)
+        quantiles = np.nanquantile(values, np.linspace(0, 1, N_QUANTILES), axis=0) if len(values) else None
+    missing_share = missing.mean(axis=0) if len(values) else np.zeros(len(names))
+    return {name: {"kind": NUMERIC, "missing_share": float(missing_share[j]),
+                   "quantiles": quantiles[:, j].tolist() if present[j] else []}
+            for j, name in enumerate(names)}
 
 
 def _as_levels(values: pd.Series) -> pd.Series:

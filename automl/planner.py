@@ -174,6 +174,11 @@ class TrialClock:
         """Wall seconds a trial of the family's default configuration takes here."""
         return WALL_OVER_FIT * self.fit_estimate_s(family, rows) * self.speed(family)
 
+    def least_s(self, family: ModelFamily, rows: int | None = None) -> float:
+        """Wall seconds before a trial can return a model: all of it, or for a learner
+        grown in steps, its first (``ModelFamily.first_step_share``)."""
+        return self.estimate_s(family, rows) * family.first_step_share
+
     def observe(self, family: ModelFamily, fit_time_s: float, rows: int | None) -> None:
         """Learn from a completed trial: its fold fits took ``fit_time_s`` on ``rows`` each."""
         estimate = self.fit_estimate_s(family, rows)
@@ -181,10 +186,10 @@ class TrialClock:
             self.ratios.setdefault(family.name, []).append(fit_time_s / estimate)
 
     def rows_for(self, family: ModelFamily, allowed_s: float, first: bool = False) -> int | None:
-        """None: the trial fits in ``allowed_s`` as it is; otherwise the rows to fit each
-        fold on (0: not even MIN_SAMPLE_SHARE of them would). A ``first`` trial (no model
+        """None: the trial can return a model within ``allowed_s`` as it is (``least_s``);
+        otherwise the rows to fit each fold on (0: not even MIN_SAMPLE_SHARE of them would). A ``first`` trial (no model
         yet) is never left out: it gets MIN_SAMPLE_ROWS at least."""
-        if self.estimate_s(family) <= allowed_s:
+        if self.least_s(family) <= allowed_s:
             return None
         rows = self._rows_within(family, allowed_s)
         if first:
@@ -197,7 +202,7 @@ class TrialClock:
         low, high = 0, self.train_rows
         while high - low > max(1, self.train_rows // 1000):
             middle = (low + high) // 2
-            low, high = (middle, high) if self.estimate_s(family, middle) <= allowed_s else (low, middle)
+            low, high = (middle, high) if self.least_s(family, middle) <= allowed_s else (low, middle)
         return low
 
 
@@ -318,7 +323,7 @@ def _cannot_pay_for(family: ModelFamily, spec: Spec, clock: TrialClock, limit_s:
     """Why the budget cannot pay for ``family`` on this data ("" when it can): a trial must
     fit in its time limit on MIN_SAMPLE_SHARE of the rows at least, and a family that knows
     its full cost (the MLP) needs MIN_AFFORDABLE_TRIALS of it."""
-    sampled_s = clock.estimate_s(family, int(clock.train_rows * MIN_SAMPLE_SHARE))
+    sampled_s = clock.least_s(family, int(clock.train_rows * MIN_SAMPLE_SHARE))
     if sampled_s > limit_s:
         return (f"a trial would take about {sampled_s:.0f}s even on {MIN_SAMPLE_SHARE:.0%} of the rows, "
                 f"over its {limit_s:.0f}s limit")

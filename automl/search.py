@@ -222,8 +222,9 @@ class Search:
         now = time.monotonic()
         limit_s = self.trial_limit_s(now, deadline)
         rows, reason = self._rows(family, params, limit_s)
+        growing_s = self._allowed_s(limit_s) if self.clock is not None else limit_s  # learners stop growing by then
         spec = TrialSpec(trial.number, family, params, self.metric.name, self.seed, self.cpus_per_trial,
-                         executor.report_link(trial.number), self.max_model_bytes, rows, reason, limit_s)
+                         executor.report_link(trial.number), self.max_model_bytes, rows, reason, growing_s)
         return _Running(trial, spec, now, limit_s)
 
     def _rows(self, family: str, params: dict[str, Any], limit_s: float) -> tuple[int | None, str]:
@@ -246,9 +247,9 @@ class Search:
     def _skipped(self, spec: TrialSpec) -> TrialOutcome:
         family = self.families[spec.family]
         if spec.sample_reason == "time":
-            least = self.clock.estimate_s(family, int(self.clock.train_rows * MIN_SAMPLE_SHARE))
+            least = self.clock.least_s(family, int(self.clock.train_rows * MIN_SAMPLE_SHARE))
             return self._failed(spec, f"skipped: estimated ~{least:.1f}s even on a tenth of the rows, over the "
-                                      f"{self._allowed_s(spec.time_limit_s):.1f}s it may take")
+                                      f"{spec.time_limit_s:.1f}s it may take")
         need = self.memory.need_bytes(family, spec.params) / GIB
         return self._failed(spec, f"skipped: needs ~{need:.2g} GB, over the {self.memory.per_trial_bytes / GIB:.2g}"
                                   " GB a trial may use (budget.memory_gb) even on a tenth of the rows")

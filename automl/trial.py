@@ -66,7 +66,8 @@ class TrialSpec:
     sample_reason: str = ""
     """Why it is subsampled: "memory" or "time" (see ``automl.planner``)."""
     time_limit_s: float | None = None
-    """Its hard time limit: learners that grow stop growing in time to return within it."""
+    """Learners that grow stop growing in time to return within this (at most its hard limit;
+    before any trial has completed, the share of the budget a first model may take)."""
 
 
 @dataclass

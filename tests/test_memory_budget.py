@@ -70,13 +70,17 @@ def test_trials_too_slow_for_their_time_fit_on_a_subsample_sized_by_what_this_ru
     estimate = 5 * WALL_OVER_FIT * forest.fold_fit_s(40_000, 20)
     assert 5 * WALL_OVER_FIT * linear.fold_fit_s(40_000, 20) <= 30.0 < estimate
     assert clock.rows_for(linear, 30.0) is None
-    assert clock.rows_for(forest, 30.0) == pytest.approx(40_000 * 30.0 / estimate, abs=40)
+    linear_estimate = 5 * WALL_OVER_FIT * linear.fold_fit_s(40_000, 20)  # linear learners fit whole
+    assert clock.rows_for(linear, 10.0) == pytest.approx(40_000 * 10.0 / linear_estimate, abs=40)
+    # a forest grows its trees in steps and returns with those grown: its first step must fit
+    assert clock.rows_for(forest, 30.0) == pytest.approx(40_000 * 30.0 / (estimate * forest.first_step_share), abs=40)
     assert clock.rows_for(forest, 1.0) == 0  # not even a tenth of the rows fits: not started
     assert clock.rows_for(forest, 1e6) is None
     # this machine turns out twice as slow as the constants say (busy): half the rows fit
     clock.observe(forest, fit_time_s=2 * clock.fit_estimate_s(forest), rows=None)
     assert clock.speed(forest) == pytest.approx(2.0)
-    assert clock.rows_for(forest, 60.0) == pytest.approx(40_000 * 60.0 / (2 * estimate), abs=40)
+    doubled = 2 * estimate * forest.first_step_share
+    assert clock.rows_for(forest, 30.0) == pytest.approx(40_000 * 30.0 / doubled, abs=40)
     assert clock.speed(linear) == pytest.approx(2.0)  # a family with no result of its own: the run's
     clock.observe(linear, fit_time_s=clock.fit_estimate_s(linear), rows=None)
     assert clock.speed(linear) == pytest.approx(1.0)

@@ -10,6 +10,9 @@ from sklearn.pipeline import make_pipeline
 from automl.models.base import ModelFamily, grow_within
 from automl.preprocessing import codes_encoder
 
+GROWTH_STEPS = 8
+"""Under a time limit, a forest grows its trees in this many warm-started steps."""
+
 
 class ForestFamily(ModelFamily):
     """A bagged tree ensemble; subclasses name the two estimators."""
@@ -17,6 +20,7 @@ class ForestFamily(ModelFamily):
     classifier: type
     regressor: type
     relative_cost = 3.0
+    first_step_share = 1 / GROWTH_STEPS
 
     def search_space(self, task: str) -> dict:
         criteria = ("squared_error",) if task == "regression" else ("gini", "entropy")
@@ -56,7 +60,8 @@ class ForestFamily(ModelFamily):
 
     def fit(self, estimator, X, y, time_limit_s: float | None = None, validation: tuple | None = None):
         """Grows its trees in steps under ``time_limit_s``, keeping those grown."""
-        return grow_within(estimator, "n_estimators", time_limit_s, X, y)
+        step = max(1, estimator[-1].n_estimators // GROWTH_STEPS)
+        return grow_within(estimator, "n_estimators", step, time_limit_s, X, y)
 
     def build(self, params: dict[str, Any], task: str, n_jobs: int, seed: int):
         estimator = self.regressor if task == "regression" else self.classifier

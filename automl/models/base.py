@@ -39,6 +39,10 @@ class ModelFamily(ABC):
     """Seconds per feature that do not shrink with the rows once there are FULL_TREE_ROWS
     (histograms of every feature at every node of every tree): what makes wide tables slow
     even with few rows. Below that, trees have fewer leaves and features fewer bins."""
+    first_step_share: float = 1.0
+    """The share of a default fit that ``fit`` needs before it can return a model at its time
+    limit: 1 for a learner fit whole; for one grown in steps (rounds, trees, epochs), its
+    first step. A trial can return in time once that share does."""
     model_modules: tuple[str, ...] = ()
     """Modules slow to import that loading this family's fitted models needs. The engine
     imports them in the driver as soon as such a model may join the final one, so the
@@ -95,21 +99,17 @@ class ModelFamily(ABC):
         return f"{type(self).__name__}()"
 
 
-GROWTH_STEPS = 8
-"""A learner grown under a time limit gets its rounds or trees in this many steps."""
-
-
-def grow_within(pipeline, size_param: str, time_limit_s: float | None, X, y, done=lambda model: False):
+def grow_within(pipeline, size_param: str, step: int, time_limit_s: float | None, X, y,
+                done=lambda model: False):
     """Fit a pipeline whose last step grows by warm start (``size_param``: its trees or
-    rounds), adding a step at a time until its full size, ``done(model)`` (it
-    early-stopped), or ``time_limit_s``; it keeps what it has grown."""
+    rounds), ``step`` at a time until its full size, ``done(model)`` (it early-stopped),
+    or ``time_limit_s``; it keeps what it has grown."""
     if time_limit_s is None:
         return pipeline.fit(X, y)
     deadline = time.monotonic() + time_limit_s
     model = pipeline[-1]
     full = model.get_params()[size_param]
     features = pipeline[:-1].fit_transform(X, y) if len(pipeline) > 1 else X
-    step = max(1, full // GROWTH_STEPS)
     size = min(full, step)
     model.set_params(warm_start=True, **{size_param: size})
     while True:

@@ -11,12 +11,15 @@ from sklearn.pipeline import make_pipeline
 from automl.models.base import ModelFamily, grow_within
 from automl.preprocessing import codes_encoder
 
+STEP_ITERATIONS = 25
+"""Under a time limit, boosting grows this many iterations at a time (warm start)."""
 MAX_NATIVE_LEVELS = 250
 """HistGradientBoosting takes at most max_bins (255) levels per categorical feature."""
 
 
 class HistGradientBoostingFamily(ModelFamily):
     name = "hist_gradient_boosting"
+    first_step_share = 0.2  # STEP_ITERATIONS of the ~125 an early-stopped default fit takes (measured)
     relative_cost = 1.5
     seconds_per_cell = 5.5e-6  # 3.8-5.5 us measured (see ModelFamily)
 
@@ -41,7 +44,7 @@ class HistGradientBoostingFamily(ModelFamily):
 
     def fit(self, estimator, X, y, time_limit_s: float | None = None, validation: tuple | None = None):
         """Grows its rounds in steps under ``time_limit_s``; it early-stops on its own split."""
-        return grow_within(estimator, "max_iter", time_limit_s, X, y,
+        return grow_within(estimator, "max_iter", STEP_ITERATIONS, time_limit_s, X, y,
                            done=lambda model: model.n_iter_ < model.max_iter)
 
     def build(self, params: dict[str, Any], task: str, n_jobs: int, seed: int):
