@@ -99,6 +99,8 @@ class _Running:
     """time.monotonic() at submission."""
     limit_s: float
     """Its hard time limit: cancelled once it has run this long."""
+    first_round: bool = False
+    """Asked for before any trial had completed (see ``TrialClock.first_result_s``)."""
 
 
 class Search:
@@ -225,7 +227,7 @@ class Search:
         growing_s = self._allowed_s(limit_s) if self.clock is not None else limit_s  # learners stop growing by then
         spec = TrialSpec(trial.number, family, params, self.metric.name, self.seed, self.cpus_per_trial,
                          executor.report_link(trial.number), self.max_model_bytes, rows, reason, growing_s)
-        return _Running(trial, spec, now, limit_s)
+        return _Running(trial, spec, now, limit_s, first_round=not self.best_scores)
 
     def _rows(self, family: str, params: dict[str, Any], limit_s: float) -> tuple[int | None, str]:
         """The rows a trial may fit each fold on (None: all; 0: none) and what limits them.
@@ -243,6 +245,14 @@ class Search:
         """The time a trial asked for now should take: its limit, and before any trial
         has completed, the clock's ``first_result_s``."""
         return min(limit_s, self.clock.first_result_s) if not self.best_scores else limit_s
+
+    def _run_again_in_full(self, running: _Running) -> None:
+        """A trial cut short so that a first model came early (its learners stopped growing
+        before its own limit, or it fit on fewer rows for time) gave that model; its
+        configuration is then its family's next, to run in full."""
+        spec = running.spec
+        if running.first_round and (spec.time_limit_s < running.limit_s or spec.sample_reason == "time"):
+            self.untried[spec.family].insert(0, spec.params)
 
     def _skipped(self, spec: TrialSpec) -> TrialOutcome:
         family = self.families[spec.family]
@@ -302,7 +312,10 @@ class Search:
                     on_warning(message)
                 for handle in done:
                     running = pending.pop(handle)
-                    finish(running.trial, self._collect(executor, handle, running.spec))
+                    outcome = self._collect(executor, handle, running.spec)
+                    finish(running.trial, outcome)
+                    if outcome.status == COMPLETE:
+                        self._run_again_in_full(running)
                 for handle, running in list(pending.items()):
                     if time.monotonic() - running.started >= running.limit_s and time.monotonic() < deadline():
                         executor.cancel(handle)

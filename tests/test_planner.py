@@ -7,7 +7,7 @@ from optuna.trial import TrialState
 
 from automl.metrics import get_metric
 from automl.models import get_family
-from automl.planner import FamilyShares, plan
+from automl.planner import FamilyShares, TrialClock, plan
 from automl.search import Search
 from automl.spec import build_spec
 from automl.trial import COMPLETE, TrialOutcome
@@ -133,3 +133,19 @@ def test_a_search_resumes_past_trials_cut_off_mid_run(tmp_path):
     assert {t.state for t in resumed.study.trials} <= {TrialState.COMPLETE, TrialState.FAIL}
     assert not [t for t in resumed.study.trials if t.state == TrialState.RUNNING]
     assert again.done  # it went on
+
+
+def test_a_first_trial_cut_short_for_an_early_model_runs_again_in_full(tmp_path):
+    families = [get_family(n) for n in ("lightgbm", "linear")]
+    default = ("lightgbm", get_family("lightgbm").default_params("binary"))
+    runs = {}
+    for early in (True, False):
+        (tmp_path / str(early)).mkdir()
+        search = _search(tmp_path / str(early), families, max_trials=8)
+        if early:  # a first model must come within a millisecond: the first trial is cut short
+            search.clock = TrialClock(first_result_s=0.001, train_rows=1000, n_features=5, n_folds=5)
+        executor = _InstantExecutor({"lightgbm": 0.9, "linear": 0.8})
+        search.run(executor, None, deadline=lambda: float("inf"))
+        runs[early] = [(o.family, o.params) for o in executor.done]
+    assert runs[True].count(default) == 2 and runs[True][0] == default
+    assert runs[False].count(default) == 1
