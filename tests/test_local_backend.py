@@ -134,7 +134,7 @@ def test_a_killed_driver_leaves_no_worker_behind():
 
 
 @pytest.mark.parametrize(("hardware", "time_s", "expected"), [
-    ({}, 10, "local"), ({}, 59, "local"), ({}, 60, "ray"), ({"gpus": 1}, 10, "ray"),
+    ({}, 10, "local"), ({}, 119, "local"), ({}, 120, "ray"), ({"gpus": 1}, 10, "ray"),
     ({"ray_address": "auto"}, 10, "ray"), ({"backend": "ray"}, 10, "ray"), ({"backend": "local"}, 600, "local"),
 ])
 def test_the_backend_is_ray_only_where_it_pays(hardware, time_s, expected):

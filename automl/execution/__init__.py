@@ -10,10 +10,12 @@ from automl.execution.base import Answer, Executor, Handle, Placement, Question,
 from automl.execution.local import LocalExecutor
 from automl.execution.ray_backend import RayExecutor
 
-LOCAL_BELOW_S = 60.0
+LOCAL_BELOW_S = 120.0
 """With ``hardware.backend: auto``, budgets shorter than this run on the local backend:
-starting and stopping an embedded Ray takes 8-10 s on a 2-core machine (measured),
-over a sixth of such a budget. A cluster address or GPUs always mean Ray."""
+starting and stopping an embedded Ray takes 8-10 s on an idle 2-core machine (measured),
+a sixth of a 60 s budget, and with both cores busy with other work its first workers
+took over 40 s to start (no trial of a 10k-row fit at 60 s finished; on the local
+backend, 9 did). A cluster address or GPUs always mean Ray."""
 
 
 def backend_name(hardware, time_s: float) -> str:
