@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import gzip
 import re
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -69,6 +70,14 @@ def load_table(source: str | Path | pd.DataFrame) -> pd.DataFrame:
     if frame.shape[1] == 1 and suffix != ".tsv":
         _check_delimiter(path, str(frame.columns[0]))
     return check_table(frame, str(path))
+
+
+def release_reader_memory() -> None:
+    """Hand back what Arrow's memory pool kept of the frames read from Parquet once they
+    are gone: it keeps freed buffers for reuse, and a table read at the start (210 MB of
+    1M rows x 25 columns) stayed with the driver for the whole run."""
+    if "pyarrow" in sys.modules:
+        sys.modules["pyarrow"].default_memory_pool().release_unused()
 
 
 def _check_header(path: Path, delimiter: str) -> None:

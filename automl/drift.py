@@ -19,7 +19,6 @@ and 0.2 as major. The verdict is the worst column's level: "no drift",
 from __future__ import annotations
 
 import json
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -79,15 +78,26 @@ def _numeric_references(frame: pd.DataFrame, names: list[str]) -> dict[str, dict
     together (one column at a time took 1.6 ms each: seconds for thousands of columns)."""
     numbers = frame[names].apply(lambda c: c if ptypes.is_numeric_dtype(c) else pd.to_numeric(c, errors="coerce"))
     values = numbers.to_numpy(dtype=float)
-    missing = np.isnan(values)
-    present = (~missing).sum(axis=0)
-    with warnings.catch_warnings():  # a column with no number at all: its quantiles are left empty
-        warnings.simplefilter("ignore", RuntimeWarning)
-        quantiles = np.nanquantile(values, np.linspace(0, 1, N_QUANTILES), axis=0) if len(values) else None
-    missing_share = missing.mean(axis=0) if len(values) else np.zeros(len(names))
+    present = (~np.isnan(values)).sum(axis=0)
+    quantiles = _column_quantiles(values, present, np.linspace(0, 1, N_QUANTILES))
+    missing_share = 1 - present / len(values) if len(values) else np.zeros(len(names))
     return {name: {"kind": NUMERIC, "missing_share": float(missing_share[j]),
                    "quantiles": quantiles[:, j].tolist() if present[j] else []}
             for j, name in enumerate(names)}
+
+
+def _column_quantiles(values: np.ndarray, present: np.ndarray, levels: np.ndarray) -> np.ndarray:
+    """``np.nanquantile(values, levels, axis=0)`` (linear interpolation) from one sort of
+    every column: NumPy's own took a partition per column, 2 s for 2,000 columns."""
+    if not len(values):
+        return np.full((len(levels), values.shape[1]), np.nan)
+    ordered = np.sort(values.T, axis=1).T  # missing values last in each column
+    position = levels[:, None] * np.maximum(present - 1, 0)[None, :]
+    low = np.floor(position).astype(int)
+    high = np.minimum(low + 1, np.maximum(present - 1, 0)[None, :])
+    columns = np.arange(values.shape[1])
+    below, above = ordered[low, columns], ordered[high, columns]
+    return below + (above - below) * (position - low)
 
 
 def _as_levels(values: pd.Series) -> pd.Series:

@@ -44,7 +44,7 @@ from automl.assess import (
     weighted_mean,
 )
 from automl.checkpoint import ELAPSED_ATTR, FINGERPRINT_ATTR, TRIALS_DIR, OutcomeStore, fingerprint
-from automl.data import TrainingData, check_target, load_table, prepare_training
+from automl.data import TrainingData, check_target, load_table, prepare_training, release_reader_memory
 from automl.drift import REFERENCE_FILE, build_reference
 from automl.ensemble import select_ensemble
 from automl.errors import InputError
@@ -470,6 +470,7 @@ def run_fit(spec: Spec, train: pd.DataFrame | None = None, overwrite: bool = Fal
 def _fit(spec: Spec, train: pd.DataFrame | None, overwrite: bool, progress: Progress, started: float,
          resume: bool) -> RunResult:
     inputs = _load_and_check(spec, train)
+    release_reader_memory()  # the frame as read is gone: its memory, not only the data prepared from it
     data = inputs.data
     spent_before_s = 0.0
     if resume:

@@ -167,8 +167,14 @@ class TrialClock:
         return self.n_folds * family.fold_fit_s(rows, self.n_features) / thread_speedup(self.cpus_per_trial)
 
     def speed(self, family: ModelFamily) -> float:
-        ratios = self.ratios.get(family.name) or [r for rs in self.ratios.values() for r in rs]
-        return float(np.clip(np.median(ratios), MIN_SPEED, MAX_SPEED)) if ratios else 1.0
+        """The family's own measured ratio; before it has one, the other families' can say
+        the machine is slow but never that it is fast: their fits may have ended early
+        (early stopping, a time limit), which says nothing about this family's cost."""
+        own = self.ratios.get(family.name)
+        if own:
+            return float(np.clip(np.median(own), MIN_SPEED, MAX_SPEED))
+        others = [r for rs in self.ratios.values() for r in rs]
+        return float(np.clip(np.median(others), 1.0, MAX_SPEED)) if others else 1.0
 
     def estimate_s(self, family: ModelFamily, rows: int | None = None) -> float:
         """Wall seconds a trial of the family's default configuration takes here."""

@@ -146,6 +146,8 @@ def write_report(path: Path, summary: dict, leaderboard: pd.DataFrame, outcomes:
         "holdout score": f"{holdout['score']:.5g}" if holdout else "no holdout",
         "final model": summary["final_model"], "ensemble": summary["ensemble"],
         "trials": ", ".join(f"{k} {v}" for k, v in summary["trials"].items()),
+        "validation": summary["validation"]["reason"],
+        "CPUs per trial": f"{summary['cpus_per_trial']}: {summary['plan']['cpus_per_trial_reason']}",
         "time": f"{summary['timings']['total_s']:.1f}s of {summary['timings']['budget_s']:g}s",
     }
     warnings = "".join(f"<li>{html.escape(w)}</li>" for w in summary["warnings"]) or "<li>none</li>"

@@ -143,9 +143,9 @@ class Search:
         """Each family's portfolio configurations not yet asked for, in order."""
         self.trials_per_family: dict[str, int] = {}
         self.best_scores: dict[str, float] = {}
-        if not self.study.trials:
-            self._enqueue([(name, configs.pop(0)) for name, configs in self.untried.items() if configs])
-        self._queued = len(self.study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
+        waiting = self.study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
+        self._queued = len(waiting)
+        """A resumed study's trials queued before it stopped: asked for first."""
         for trial in self.study.get_trials(deepcopy=False):  # a resumed study: its history counts
             if trial.state != TrialState.WAITING and FAMILY_PARAM in trial.params:  # else killed before it had one
                 name = trial.params[FAMILY_PARAM]
@@ -153,6 +153,10 @@ class Search:
                 self._note_score(name, trial.value)
                 tried = _family_params(trial.params)
                 self.untried[name] = [config for config in self.untried.get(name, []) if config != tried]
+        queued = {t.system_attrs.get("fixed_params", {}).get(FAMILY_PARAM) for t in waiting}
+        self._first_round = [name for name, configs in self.untried.items()
+                             if configs and name not in self.trials_per_family and name not in queued]
+        """Families whose first configuration is still to be asked for, in plan order."""
 
     def _recover(self) -> list[TrialOutcome]:
         """Bring back a resumed study's finished trials from the outcome store. A trial
@@ -204,11 +208,14 @@ class Search:
             self.best_scores[family] = score
 
     def _ask(self) -> optuna.Trial:
-        """A queued trial (every family's first configuration); after those, a trial of the
+        """Every family's first configuration, in plan order; after those, a trial of the
         family furthest below its budget share: its next portfolio configuration, or
         TPE's proposal. Without shares, TPE also picks the family."""
         if self._queued:
             self._queued -= 1
+        elif self._first_round:
+            name = self._first_round.pop(0)
+            self._enqueue([(name, self.untried[name].pop(0))])
         elif self.shares is not None:
             name = self.shares.next_family(self.best_scores, self.trials_per_family)
             config = self.untried[name].pop(0) if self.untried[name] else {}
@@ -246,13 +253,18 @@ class Search:
         has completed, the clock's ``first_result_s``."""
         return min(limit_s, self.clock.first_result_s) if not self.best_scores else limit_s
 
-    def _run_again_in_full(self, running: _Running) -> None:
+    def _run_again_in_full(self, running: _Running, first_model: bool) -> None:
         """A trial cut short so that a first model came early (its learners stopped growing
         before its own limit, or it fit on fewer rows for time) gave that model; its
-        configuration is then its family's next, to run in full."""
+        configuration is then its family's next, to run in full. When it gave the run's
+        first model, that runs next, before other families' first trials: where time is
+        short, the first family (the strongest, in plan order) is confirmed on its whole
+        limit before the rest are tried."""
         spec = running.spec
         if running.first_round and (spec.time_limit_s < running.limit_s or spec.sample_reason == "time"):
             self.untried[spec.family].insert(0, spec.params)
+            if first_model:
+                self._first_round.insert(0, spec.family)
 
     def _skipped(self, spec: TrialSpec) -> TrialOutcome:
         family = self.families[spec.family]
@@ -313,9 +325,10 @@ class Search:
                 for handle in done:
                     running = pending.pop(handle)
                     outcome = self._collect(executor, handle, running.spec)
+                    first_model = not self.best_scores
                     finish(running.trial, outcome)
                     if outcome.status == COMPLETE:
-                        self._run_again_in_full(running)
+                        self._run_again_in_full(running, first_model)
                 for handle, running in list(pending.items()):
                     if time.monotonic() - running.started >= running.limit_s and time.monotonic() < deadline():
                         executor.cancel(handle)

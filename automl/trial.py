@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 from threadpoolctl import threadpool_limits
 
-from automl.bagging import pack_fold_models
+from automl.bagging import FoldModelPacker
 from automl.data import TrainingData
 from automl.metrics import get_metric
 from automl.models import get_family
@@ -143,7 +143,7 @@ def _cross_validate(workload: Workload, spec: TrialSpec, outcome: TrialOutcome) 
     reporter = spec.pruning.connect() if spec.pruning is not None else None
     oof = empty_oof(data.task, len(data.y), data.target.n_classes)
     k = data.target.n_classes
-    models, holdout_predictions = [], []
+    packer, holdout_predictions = FoldModelPacker(spec.max_model_bytes), []
     deadline = time.monotonic() + spec.time_limit_s if spec.time_limit_s is not None else None
     for step, (train_idx, valid_idx) in enumerate(folds.splits):
         train_idx = subsample(train_idx, spec.max_train_rows, spec.seed + step)
@@ -153,7 +153,6 @@ def _cross_validate(workload: Workload, spec: TrialSpec, outcome: TrialOutcome) 
                        else max(0.0, deadline - time.monotonic()) / (len(folds) - step) * FIT_SHARE_OF_LIMIT)
         family.fit(estimator, data.X.iloc[train_idx], data.y[train_idx], time_limit_s=fit_limit_s,
                    validation=(data.X.iloc[valid_idx], data.y[valid_idx]))
-        models.append(estimator)
         fitted = time.perf_counter()
         prediction = predict_matrix(estimator, data.X.iloc[valid_idx], data.task, k)
         outcome.fit_time_s += fitted - started
@@ -166,11 +165,11 @@ def _cross_validate(workload: Workload, spec: TrialSpec, outcome: TrialOutcome) 
             return
         if holdout is not None:
             holdout_predictions.append(predict_matrix(estimator, holdout, data.task, k))
+        packer.add(estimator)
     outcome.oof = oof
     if holdout_predictions:
         outcome.holdout_prediction = np.mean(holdout_predictions, axis=0)
-    if spec.max_model_bytes:
-        outcome.fold_models = pack_fold_models(models, spec.max_model_bytes)
+    outcome.fold_models = packer.packed
 
 
 def subsample(rows: np.ndarray, limit: int | None, seed: int) -> np.ndarray:

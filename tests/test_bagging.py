@@ -11,15 +11,24 @@ from sklearn.linear_model import LinearRegression, LogisticRegression
 from sklearn.pipeline import make_pipeline
 
 from automl import AutoML, bagging
-from automl.bagging import BaggedModel, pack_fold_models
+from automl.bagging import BaggedModel, FoldModelPacker
 from automl.trial import predict_matrix
+
+
+def _packed(models, limit):
+    packer = FoldModelPacker(limit)
+    for model in models:
+        packer.add(model)
+    return packer.packed
 
 
 def test_pack_keeps_models_under_the_limit_only():
     models = [LinearRegression().fit([[0.0], [1.0]], [0.0, 2.0]) for _ in range(3)]
-    packed = pack_fold_models(models)
+    packed = _packed(models, bagging.MAX_FOLD_MODELS_BYTES)
     assert len(packed) == 3 and all(isinstance(blob, bytes) for blob in packed)
-    assert pack_fold_models(models, limit=len(packed[0]) * 2) is None  # the third passes the limit
+    assert _packed(models, limit=len(packed[0]) * 3) == packed  # exactly at the limit
+    assert _packed(models, limit=len(packed[0]) * 3 - 1) is None  # the third passes the limit
+    assert _packed(models, limit=0) is None  # no limit: none kept
     restored = BaggedModel.from_packed(packed, "regression", 0)
     np.testing.assert_allclose(restored.predict([[3.0]]), [6.0])
 

@@ -122,6 +122,8 @@ def test_report_has_every_section(run, summary):
         assert f'<section id="{key}">' in page
     assert page.count('<img src="data:image/png;base64,') == 4  # history, importance, ROC, confusion matrix
     assert "demographic_parity_difference" in page
+    assert html.escape(summary["validation"]["reason"]) in page  # how the run validated, and why
+    assert html.escape(summary["plan"]["cpus_per_trial_reason"]) in page
     assert summary["feature_importance"]["source"] == "holdout"
     assert len(summary["feature_importance"]["features"]) == len(
         [k for k in summary["columns"].values() if k not in ("constant", "id-like", "text")])

@@ -44,7 +44,7 @@ def test_the_share_leaves_room_for_the_data_in_the_driver_and_every_worker():
     assert 0 < memory_budget_bytes(None)  # what the machine has available
 
 
-@pytest.mark.parametrize(("memory_gb", "kept_rows"), [(0.03, True), (0.0015, False)])
+@pytest.mark.parametrize(("memory_gb", "kept_rows"), [(0.01, True), (0.0015, False)])
 def test_a_fit_under_a_small_memory_budget_subsamples_or_skips_forests_and_says_so(tmp_path, binary_frame,
                                                                                    memory_gb, kept_rows):
     spec = load_spec(write_spec(tmp_path, binary_frame, budget={"time_s": 15, "memory_gb": memory_gb,
@@ -55,7 +55,7 @@ def test_a_fit_under_a_small_memory_budget_subsamples_or_skips_forests_and_says_
     forests = [t for t in summary["trial_log"] if t["family"] == "random_forest"]
     linear = [t for t in summary["trial_log"] if t["family"] == "linear"]
     assert forests and linear and all(t["train_rows"] is None and t["status"] == "complete" for t in linear)
-    if kept_rows:  # ~36 MB estimated, 15 MB a trial: fit on under half of each fold's 380 rows
+    if kept_rows:  # ~12 MB estimated, ~5 MB a trial: fit on under half of each fold's 380 rows
         assert all(t["status"] == "complete" and 100 <= t["train_rows"] < 190 for t in forests)
         assert any("random_forest trial(s) fit on a subsample" in w for w in summary["warnings"])
     else:
@@ -84,6 +84,17 @@ def test_trials_too_slow_for_their_time_fit_on_a_subsample_sized_by_what_this_ru
     assert clock.speed(linear) == pytest.approx(2.0)  # a family with no result of its own: the run's
     clock.observe(linear, fit_time_s=clock.fit_estimate_s(linear), rows=None)
     assert clock.speed(linear) == pytest.approx(1.0)
+
+
+def test_other_families_can_say_the_machine_is_slow_but_not_that_it_is_fast():
+    forest, lightgbm = get_family("extra_trees"), get_family("lightgbm")
+    clock = TrialClock(first_result_s=6.0, train_rows=40_000, n_features=20, n_folds=5)
+    clock.observe(lightgbm, fit_time_s=0.2 * clock.fit_estimate_s(lightgbm), rows=None)  # early-stopped
+    assert clock.speed(lightgbm) == pytest.approx(0.25)  # its own: as fast as MIN_SPEED allows
+    assert clock.speed(forest) == 1.0
+    clock.observe(lightgbm, fit_time_s=9 * clock.fit_estimate_s(lightgbm), rows=None)
+    clock.observe(lightgbm, fit_time_s=9 * clock.fit_estimate_s(lightgbm), rows=None)
+    assert clock.speed(forest) == pytest.approx(8.0)  # slow: the median, up to MAX_SPEED
 
 
 def test_more_cpus_per_trial_make_a_trial_faster():

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import json
 import time
+from types import SimpleNamespace
 
+import lightgbm
 import numpy as np
 import pandas as pd
 import pytest
@@ -13,6 +15,7 @@ from sklearn.datasets import make_classification
 
 from automl.engine import run_fit
 from automl.models import get_family
+from automl.models import lightgbm as lightgbm_module
 from automl.planner import choose_cpus_per_trial, choose_validation, plan
 from automl.spec import build_spec, load_spec
 from automl.validation import make_folds
@@ -116,6 +119,31 @@ def _grown(model) -> int:
     if hasattr(final, "booster_"):
         return final.booster_.current_iteration()
     return final.n_iter_ if hasattr(final, "n_iter_") else len(final.estimators_)
+
+
+def test_a_lightgbm_fit_short_of_time_raises_its_rate_so_the_rounds_that_fit_take_every_step(monkeypatch):
+    now = [0.0]
+    monkeypatch.setattr(lightgbm_module, "monotonic", lambda: now[0])
+    rates = []
+    booster = SimpleNamespace(reset_parameter=lambda params: rates.append(params["learning_rate"]))
+    keeper = lightgbm_module.WithinTime(10.5, n_estimators=400, learning_rate=0.05)  # 20 steps in all
+    now[0] = 0.5  # the first round ends after the dataset is built
+
+    def round_ends(iteration: int) -> None:
+        keeper(SimpleNamespace(iteration=iteration, end_iteration=400, model=booster, evaluation_result_list=[]))
+
+    for iteration in range(4):  # 0.1 s a round: 100 of the 400 fit
+        round_ends(iteration)
+        now[0] += 0.1
+    # after 3 timed rounds: 19.8 steps left, time for (10.5 - 0.8) / 0.1 = 97 rounds
+    assert rates == [pytest.approx(19.8 / 97)]
+    for iteration in range(4, 20):
+        round_ends(iteration)
+        now[0] += 0.1
+    assert len(rates) == 1  # the raised rate keeps pace: not reset every round
+    now[0] = 10.5
+    with pytest.raises(lightgbm.callback.EarlyStopException):
+        round_ends(20)
 
 
 def test_lightgbm_early_stops_on_the_fold_validation_rows(table):

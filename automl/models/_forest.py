@@ -12,6 +12,10 @@ from automl.preprocessing import codes_encoder
 
 GROWTH_STEPS = 8
 """Under a time limit, a forest grows its trees in this many warm-started steps."""
+MAX_LEAF_NODES = 15_000
+"""Leaves per tree at most (AutoGluon's default for its forests): no cap below ~15k rows,
+and above it a tree's size stops growing with the rows: fully grown on 900k rows, 200
+extra trees took 1.7 GB, and k fold models at once several times that."""
 
 
 class ForestFamily(ModelFamily):
@@ -48,15 +52,16 @@ class ForestFamily(ModelFamily):
 
     def estimated_trial_bytes(self, params: dict[str, Any], n_rows: int, n_features: int, n_classes: int,
                               n_folds: int) -> float:
-        """The rows as float32, plus the k fold models a trial holds until it ends. A tree has
-        about one node per ``min_samples_leaf`` rows (0.84 per row measured for fully grown
-        extra trees on noisy labels) of 64 bytes plus a float64 value per class (80 bytes
-        measured for binary); twice that for what building them leaves allocated (peak
-        RSS measured at 2-2.7x the models' size)."""
-        nodes = n_rows / params.get("min_samples_leaf", 1)
+        """The rows as float32, plus the fold model being fit (a trial keeps no more than one
+        unless they are small: see ``FoldModelPacker``). A tree has about one node per
+        ``min_samples_leaf`` rows (0.84 per row measured for fully grown extra trees on
+        noisy labels), at most two per leaf allowed, of 64 bytes plus a float64 value per
+        class (80 bytes measured for binary); twice that for what building them leaves
+        allocated (peak RSS measured at 2-2.7x the model's size)."""
+        nodes = min(n_rows / params.get("min_samples_leaf", 1), 2 * MAX_LEAF_NODES)
         node_bytes = 64 + 8 * max(1, n_classes)
-        models = n_folds * params.get("n_estimators", 100) * nodes * node_bytes * 2
-        return 2.0 * n_rows * max(1, n_features) * 4 + models
+        model = params.get("n_estimators", 100) * nodes * node_bytes * 2
+        return 2.0 * n_rows * max(1, n_features) * 4 + model
 
     def fit(self, estimator, X, y, time_limit_s: float | None = None, validation: tuple | None = None):
         """Grows its trees in steps under ``time_limit_s``, keeping those grown."""
@@ -65,4 +70,5 @@ class ForestFamily(ModelFamily):
 
     def build(self, params: dict[str, Any], task: str, n_jobs: int, seed: int):
         estimator = self.regressor if task == "regression" else self.classifier
-        return make_pipeline(codes_encoder(), estimator(**params, n_jobs=n_jobs, random_state=seed))
+        return make_pipeline(codes_encoder(), estimator(**params, max_leaf_nodes=MAX_LEAF_NODES, n_jobs=n_jobs,
+                                                        random_state=seed))

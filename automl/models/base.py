@@ -103,7 +103,8 @@ def grow_within(pipeline, size_param: str, step: int, time_limit_s: float | None
                 done=lambda model: False):
     """Fit a pipeline whose last step grows by warm start (``size_param``: its trees or
     rounds), ``step`` at a time until its full size, ``done(model)`` (it early-stopped),
-    or ``time_limit_s``; it keeps what it has grown."""
+    or until another step, taking as long as the last, would pass ``time_limit_s``; it
+    keeps what it has grown."""
     if time_limit_s is None:
         return pipeline.fit(X, y)
     deadline = time.monotonic() + time_limit_s
@@ -113,8 +114,10 @@ def grow_within(pipeline, size_param: str, step: int, time_limit_s: float | None
     size = min(full, step)
     model.set_params(warm_start=True, **{size_param: size})
     while True:
+        step_started = time.monotonic()
         model.fit(features, y)
-        if size >= full or done(model) or time.monotonic() >= deadline:
+        now = time.monotonic()
+        if size >= full or done(model) or now + (now - step_started) > deadline:
             break
         size = min(full, size + step)
         model.set_params(**{size_param: size})

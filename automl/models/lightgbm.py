@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import inspect
-import time
+from time import monotonic
 from typing import Any
 
 import lightgbm
@@ -31,14 +31,48 @@ EARLY_STOPPING_ROUNDS = 50
 """Rounds without a better validation loss after which a fold's boosting stops (its best round is kept)."""
 
 
-def stop_at(deadline: float):
-    """A LightGBM callback that ends training at ``deadline`` (a ``time.monotonic()``
-    reading), keeping the rounds made so far."""
-    def callback(env) -> None:
-        if time.monotonic() >= deadline:
+MAX_LEARNING_RATE = 0.3
+"""The search space's highest rate: the most a fit short of time raises its rate to."""
+MEASURED_ROUNDS = 3
+"""Rounds timed before a fit judges whether the rest fit in its time."""
+
+
+class WithinTime:
+    """A LightGBM callback that keeps a fit within ``time_limit_s``.
+
+    After each round it measures what a round takes. When the rounds left would not
+    fit in the time left, it raises the learning rate so that the rounds that do fit
+    take the steps still to be taken (``n_estimators * learning_rate`` in all, as the
+    configuration would have): a fit with time for a tenth of its rounds then ends with
+    a model as far along as the whole, not a tenth of one (up to MAX_LEARNING_RATE).
+    At the deadline it ends training, keeping the rounds made so far."""
+
+    order = 40  # after early stopping's own check
+
+    def __init__(self, time_limit_s: float, n_estimators: int, learning_rate: float):
+        self.deadline = monotonic() + time_limit_s
+        self.steps_left = n_estimators * learning_rate
+        self.rate = learning_rate
+        self._timed_from: tuple[float, int] | None = None  # the first round includes building the dataset
+
+    def __call__(self, env) -> None:
+        now = monotonic()
+        if now >= self.deadline:
             raise lightgbm.callback.EarlyStopException(env.iteration, env.evaluation_result_list)
-    callback.order = 40  # after early stopping's own check
-    return callback
+        self.steps_left -= self.rate
+        if self._timed_from is None:
+            self._timed_from = (now, env.iteration)
+            return
+        since, first = self._timed_from
+        if env.iteration - first < MEASURED_ROUNDS:
+            return
+        rounds_that_fit = (self.deadline - now) / ((now - since) / (env.iteration - first))
+        if rounds_that_fit >= env.end_iteration - env.iteration - 1:
+            return
+        rate = min(MAX_LEARNING_RATE, self.steps_left / max(1.0, rounds_that_fit))
+        if rate > 1.1 * self.rate:
+            self.rate = rate
+            env.model.reset_parameter({"learning_rate": rate})
 
 
 class LightGBMFamily(ModelFamily):
@@ -83,12 +117,13 @@ class LightGBMFamily(ModelFamily):
 
     def fit(self, estimator, X, y, time_limit_s: float | None = None, validation: tuple | None = None):
         """Early-stops on ``validation`` (the fold's own validation rows, as AutoGluon does) and
-        ends at ``time_limit_s`` with the rounds it has."""
+        keeps within ``time_limit_s`` (see ``WithinTime``)."""
         callbacks = []
         if validation is not None:
             callbacks.append(lightgbm.early_stopping(EARLY_STOPPING_ROUNDS, first_metric_only=True, verbose=False))
         if time_limit_s is not None:
-            callbacks.append(stop_at(time.monotonic() + time_limit_s))
+            params = estimator.get_params()
+            callbacks.append(WithinTime(time_limit_s, params["n_estimators"], params["learning_rate"]))
         if validation is None:
             return estimator.fit(X, y, callbacks=callbacks)
         if _TAKES_EVAL_X:
