@@ -86,6 +86,11 @@ for adult's 16k holdout rows and two sensitive columns)."""
 IMPORTANCE_SHARE, IMPORTANCE_MIN_S, IMPORTANCE_MAX_S = 0.05, 0.5, 10.0
 """Permutation importance gets this share of the budget, within these bounds (it is reserved)."""
 ENSEMBLE_CANDIDATES = 10
+ENSEMBLE_RESERVE_SHARE = 0.2
+"""The search stops early to leave time for refitting the likely ensemble's members only
+while that takes at most this share of the budget: at 1M rows, refitting two forests and
+HGB was estimated at 137 s of 300, the search stopped at 160 s, and the ensemble was
+then skipped anyway for a bagged LightGBM that needed no refit."""
 MIN_SEARCH_S = 5.0
 """The search gets at least this long to make a first model, even when loading the data
 took the whole budget (a budget of a few seconds; the first worker may wait for its
@@ -178,14 +183,18 @@ class Run:
         return ranked[:n] if n else ranked
 
     def search_deadline(self, metric: Metric, refit_share: float) -> float:
-        """When the search must stop: leave room to refit the likely ensemble. The budget
-        is never extended: the first trials are made small enough to finish early
-        (``TrialClock``), and they stop growing at their time limit."""
+        """When the search must stop: leave room to refit the likely ensemble, or only the
+        best trial where the ensemble's refits would take more than ENSEMBLE_RESERVE_SHARE
+        of the budget (the ensemble is then made only if its refits fit in what is left).
+        The budget is never extended: the first trials are made small enough to finish
+        early (``TrialClock``), and they stop growing at their time limit."""
         likely_members = self.best_outcomes(metric, 3 if self.spec.ensemble.enabled else 1)
         if not likely_members:
             return max(self.hard_deadline - self.end_reserve_s(), self.search_started + MIN_SEARCH_S)
-        return (self.hard_deadline - self.end_reserve_s()
-                - final_cost_s(likely_members, refit_share, self.holdout_share))
+        cost = final_cost_s(likely_members, refit_share, self.holdout_share)
+        if cost > ENSEMBLE_RESERVE_SHARE * self.spec.budget.time_s:
+            cost = final_cost_s(likely_members[:1], refit_share, self.holdout_share)
+        return self.hard_deadline - self.end_reserve_s() - cost
 
     def end_reserve_s(self) -> float:
         """What the end phase takes besides any refit: stopping, selection, assembly, checks, writing."""
@@ -225,6 +234,7 @@ class Run:
             search.memory = self.memory = memory_budget(self.spec, workload, executor.slots)
             self.timings["executor_start_s"] = self.elapsed() - self.timings["load_s"]
             search.clock = self.plan.clock
+            search.pruning = len(folds) > 1
             payload = executor.put(workload)
             self.search_started = time.monotonic()
             all_outcomes = search.run(executor, payload, lambda: self.search_deadline(metric, folds.refit_share),
@@ -275,21 +285,31 @@ class Run:
         return members, list(selection.weights.values()), selection.fold_scores
 
     def final_members(self, data: TrainingData, members: list[TrialOutcome], weights: list[float]) -> list[Member]:
-        """The members' fold models, bagged, when all were kept; otherwise each refit on all rows."""
+        """The members' fold models, bagged, when all were kept; otherwise each refit on all
+        rows, learners that grow stopping in time for the end phase (``refit_limit_s``)."""
         self.final_model = "bagged" if all_bagged(members) else "refit"
         n_jobs = self.spec.hardware.cpus or os.cpu_count() or 1
         fitted = []
         with threadpool_limits(limits=n_jobs):
-            for outcome, weight in zip(members, weights, strict=True):
+            for index, (outcome, weight) in enumerate(zip(members, weights, strict=True)):
                 if self.final_model == "bagged":
                     estimator = bagging.BaggedModel.from_packed(outcome.fold_models, data.task,
                                                                 data.target.n_classes, n_jobs)
                 else:
-                    estimator = get_family(outcome.family).build(outcome.params, data.task, n_jobs, self.spec.seed)
+                    family = get_family(outcome.family)
+                    estimator = family.build(outcome.params, data.task, n_jobs, self.spec.seed)
                     rows = subsample(np.arange(len(data.y)), outcome.train_rows, self.spec.seed)
-                    estimator.fit(data.X.iloc[rows], data.y[rows])
+                    family.fit(estimator, data.X.iloc[rows], data.y[rows],
+                               time_limit_s=self.refit_limit_s(len(members) - index))
                 fitted.append(Member(model_name(outcome), outcome.family, outcome.params, weight, estimator))
         return fitted
+
+    def refit_limit_s(self, refits_left: int) -> float:
+        """A refit's even share of the time left before the end phase's own reserve. Its
+        estimate comes from the trial's fit time, but a trial's learners may have stopped
+        growing at its limit: refit whole, a forest of 1M rows took 305 s, past the budget."""
+        reserve = ASSEMBLY_MARGIN_S + self.checks_margin_s() + WRITE_MARGIN_S + importance_limit_s(self.spec)
+        return max(0.0, self.hard_deadline - time.monotonic() - reserve) / refits_left
 
 
 def memory_budget(spec: Spec, workload: Workload, slots: int) -> MemoryBudget:

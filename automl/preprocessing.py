@@ -21,8 +21,9 @@ MAX_ONE_HOT_LEVELS = 30
 def category_codes(X: pd.DataFrame, max_levels: int | None = None) -> pd.DataFrame:
     """Categoricals as float codes, missing as NaN. With ``max_levels``, only
     columns with more levels than that are converted (for libraries that cap
-    the number of categories); the rest stay categorical."""
-    out = X.copy()
+    the number of categories); the rest stay categorical. Other columns are shared with
+    ``X``, not copied: a copy of a fold's rows is the size of the data."""
+    out = X.copy(deep=False)
     for name in X.columns:
         column = X[name]
         if isinstance(column.dtype, pd.CategoricalDtype):

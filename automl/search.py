@@ -136,6 +136,8 @@ class Search:
         """What a trial may take of the memory budget (None: no limit)."""
         self.clock: TrialClock | None = None
         """How long trials take here, to keep each within its time (None: trials run as they are)."""
+        self.pruning = True
+        """Whether workers report after each fold (off with one split: nothing to prune between)."""
         self.recovered = self._recover() if self.study.trials else []
         """A resumed study's finished trials, as outcomes (see ``_recover``)."""
         portfolios = portfolios or {name: [family.default_params(task)] for name, family in self.families.items()}
@@ -233,7 +235,8 @@ class Search:
         rows, reason = self._rows(family, params, limit_s)
         growing_s = self._allowed_s(limit_s) if self.clock is not None else limit_s  # learners stop growing by then
         spec = TrialSpec(trial.number, family, params, self.metric.name, self.seed, self.cpus_per_trial,
-                         executor.report_link(trial.number), self.max_model_bytes, rows, reason, growing_s)
+                         executor.report_link(trial.number) if self.pruning else None, self.max_model_bytes, rows,
+                         reason, growing_s)
         return _Running(trial, spec, now, limit_s, first_round=not self.best_scores)
 
     def _rows(self, family: str, params: dict[str, Any], limit_s: float) -> tuple[int | None, str]:

@@ -24,6 +24,7 @@ from automl.errors import InputError
 from automl.metrics import get_metric
 from automl.models import ModelFamily, family_names, get_family
 from automl.models.base import ALL_TASKS
+from automl.preprocessing import category_codes
 from automl.trial import COMPLETE, FAILED, PRUNED, TrialSpec, Workload, predict_matrix, run_trial
 from automl.validation import make_folds
 
@@ -367,3 +368,11 @@ def test_run_trial_pruned():
     assert link.reports[0][1] == pytest.approx(outcome.fold_scores[0])
     assert link.reports[1][1] == pytest.approx(np.mean(outcome.fold_scores))
     assert outcome.oof is None
+
+
+def test_category_codes_replace_categories_and_share_the_other_columns():
+    X = pd.DataFrame({"a": np.arange(4.0), "b": pd.Categorical(["x", None, "y", "x"])})
+    out = category_codes(X)
+    np.testing.assert_array_equal(out["b"].to_numpy(), [0.0, np.nan, 1.0, 0.0])
+    assert isinstance(X["b"].dtype, pd.CategoricalDtype)  # the input is left as it was
+    assert np.shares_memory(out["a"].to_numpy(), X["a"].to_numpy())  # not copied: a fold's rows are large

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import optuna
+import pytest
 from optuna.trial import TrialState
 
 from automl.metrics import get_metric
@@ -150,3 +151,13 @@ def test_a_first_trial_cut_short_for_an_early_model_runs_again_in_full_next(tmp_
     assert runs[True].count(default) == 2
     assert runs[True][:3] == [default, default, ("linear", runs[False][1][1])]  # the first model confirmed first
     assert runs[False].count(default) == 1
+
+
+def test_with_one_split_no_trial_asks_for_a_report_link(tmp_path):
+    """Nothing to prune between folds: a Ray run then never starts its mailbox actor."""
+    search = _search(tmp_path, [get_family("linear")], max_trials=2)
+    search.pruning = False
+    executor = _InstantExecutor({"linear": 0.8})
+    executor.report_link = lambda number: pytest.fail("a report link was asked for")
+    search.run(executor, None, deadline=lambda: float("inf"))
+    assert len(executor.done) == 2

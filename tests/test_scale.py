@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 from types import SimpleNamespace
 
 import lightgbm
@@ -13,11 +14,15 @@ import pandas as pd
 import pytest
 from sklearn.datasets import make_classification
 
-from automl.engine import run_fit
+from automl.data import prepare_training
+from automl.engine import Run, run_fit
+from automl.metrics import get_metric
 from automl.models import get_family
 from automl.models import lightgbm as lightgbm_module
 from automl.planner import choose_cpus_per_trial, choose_validation, plan
+from automl.progress import Progress
 from automl.spec import build_spec, load_spec
+from automl.trial import COMPLETE, TrialOutcome
 from automl.validation import make_folds
 from tests.conftest import write_spec
 
@@ -165,3 +170,32 @@ def test_a_fit_validated_on_one_split_records_why(tmp_path, binary_frame):
     assert "as the spec says" in summary["validation"]["reason"]
     assert summary["cpus_per_trial"] == 1
     assert result.predictor.predict(binary_frame.drop(columns=["target"])).shape == (len(binary_frame),)
+
+
+def test_the_search_waits_for_the_ensembles_refits_only_while_they_are_cheap():
+    spec = _spec(300)
+    run = Run(spec, plan(spec, "binary", 1_000_000, 25), Path("unused"), Progress(enabled=False), started=0.0)
+    metric = get_metric("roc_auc", "binary")
+
+    def trial(number, score, fit_time_s, bagged):
+        return TrialOutcome(number, "lightgbm", {}, COMPLETE, fold_scores=[score], fit_time_s=fit_time_s,
+                            fold_models=[b"model"] if bagged else None)
+
+    run.outcomes = [trial(0, 0.98, 20.0, bagged=True), trial(1, 0.97, 10.0, bagged=False),
+                    trial(2, 0.96, 10.0, bagged=False)]
+    cheap = run.search_deadline(metric, refit_share=1.0)
+    assert cheap == pytest.approx(300 - run.end_reserve_s() - 40.0)  # all three refit (40 s): waited for
+    run.outcomes[2].fit_time_s = 60.0  # 90 s, over 20% of the budget: only the best (bagged: no refit)
+    assert run.search_deadline(metric, refit_share=1.0) == pytest.approx(300 - run.end_reserve_s())
+
+
+def test_a_refit_stops_growing_in_time_for_the_end_phase(table):
+    X, y = table
+    spec = _spec(60)
+    run = Run(spec, plan(spec, "binary", len(y), X.shape[1]), Path("unused"), Progress(enabled=False),
+              started=time.monotonic())
+    run.hard_deadline = time.monotonic()  # no time left: one step of the forest, not its 400 trees
+    data = prepare_training(X.assign(y=y), "y", "binary")
+    params = {**get_family("extra_trees").default_params("binary"), "n_estimators": 400}
+    member, = run.final_members(data, [TrialOutcome(0, "extra_trees", params, COMPLETE, fold_scores=[0.9])], [1.0])
+    assert run.final_model == "refit" and len(member.estimator[-1].estimators_) == 400 // 8

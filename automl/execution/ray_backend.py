@@ -152,9 +152,8 @@ class RayExecutor(Executor):
                 self._start_private(cpus, gpus)
         self._slots = trial_slots(ray.cluster_resources().get("CPU", 1), cpus, cpus_per_trial)
         self._remote = ray.remote(max_retries=TASK_RETRIES)(_run_placed)
-        # On the head node: the node that stays while workers come and go.
-        self._mailbox = ray.remote(num_cpus=0, resources={"node:__internal_head__": 0.001})(_Mailbox).remote()
-        self._questions = self._mailbox.questions.remote()
+        self._mailbox = self._questions = None
+        """Started with the first ``report_link``: a run validated on one split never asks."""
         self.warnings: list[str] = []
 
     @property
@@ -194,6 +193,11 @@ class RayExecutor(Executor):
             self._mailbox.answer.remote(answers)
 
     def report_link(self, key: Any) -> MailboxLink:
+        if self._mailbox is None:
+            # On the head node: the node that stays while workers come and go.
+            self._mailbox = self._ray.remote(num_cpus=0, resources={"node:__internal_head__": 0.001})(
+                _Mailbox).remote()
+            self._questions = self._mailbox.questions.remote()
         return MailboxLink(self._mailbox, key)
 
     def result(self, handle: Handle) -> tuple[Any, Placement]:
