@@ -70,7 +70,7 @@ def fit(spec: Path = typer.Argument(..., help="Task spec (YAML, TOML or JSON).")
     checked = load_spec(spec, overrides)  # a bad spec is refused before the heavy imports below
     from automl.execution import backend_name, local
 
-    if backend_name(checked.hardware, checked.budget.time_s) == "local" and not resume:
+    if backend_name(checked.hardware) == "local" and not resume:
         local.start_early()  # its workers' imports run while this process imports the engine
     from automl.engine import run_fit
     from automl.progress import Progress

@@ -163,7 +163,7 @@ class Run:
         """How the members were made: "bagged" fold models or "refit" on all rows."""
         self.holdout_share = 0.0
         """Holdout rows per training row: what scoring a refit model on the holdout costs."""
-        self.backend = backend_name(spec.hardware, spec.budget.time_s)
+        self.backend = backend_name(spec.hardware)
         self.memory: MemoryBudget | None = None
         self.sampling_notes: set[tuple[str, str]] = set()
         self.stop_margin_s = 0.0
@@ -229,7 +229,7 @@ class Run:
             best = candidates[0] if candidates else None
             self.progress.trial_done(outcome, best, self.hard_deadline - time.monotonic())
 
-        with make_executor(hw, self.spec.budget.time_s, self.plan.cpus_per_trial) as executor:
+        with make_executor(hw, self.plan.cpus_per_trial) as executor:
             self.stop_margin_s = executor.close_s
             search.memory = self.memory = memory_budget(self.spec, workload, executor.slots)
             self.timings["executor_start_s"] = self.elapsed() - self.timings["load_s"]
@@ -479,7 +479,7 @@ def run_fit(spec: Spec, train: pd.DataFrame | None = None, overwrite: bool = Fal
         overwrite = overwrite or (spec.output_dir / "study.db").is_file()  # a study file with no study in it
     if not resume:
         _existing_run_files(spec.output_dir, overwrite)  # refuse early, before loading anything
-    if backend_name(spec.hardware, spec.budget.time_s) == "local":
+    if backend_name(spec.hardware) == "local":
         local.start_early()  # its workers' imports overlap loading the data
     try:
         return _fit(spec, train, overwrite, progress, started, resume)

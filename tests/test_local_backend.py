@@ -133,12 +133,12 @@ def test_a_killed_driver_leaves_no_worker_behind():
     assert all(_gone(pid) for pid in pids)
 
 
-@pytest.mark.parametrize(("hardware", "time_s", "expected"), [
-    ({}, 10, "local"), ({}, 119, "local"), ({}, 120, "ray"), ({"gpus": 1}, 10, "ray"),
-    ({"ray_address": "auto"}, 10, "ray"), ({"backend": "ray"}, 10, "ray"), ({"backend": "local"}, 600, "local"),
+@pytest.mark.parametrize(("hardware", "expected"), [
+    ({}, "local"), ({"gpus": 1}, "ray"), ({"ray_address": "auto"}, "ray"), ({"backend": "ray"}, "ray"),
+    ({"backend": "local"}, "local"),
 ])
-def test_the_backend_is_ray_only_where_it_pays(hardware, time_s, expected):
-    assert backend_name(HardwareSpec(**hardware), time_s) == expected
+def test_the_backend_is_ray_only_where_it_pays(hardware, expected):
+    assert backend_name(HardwareSpec(**hardware)) == expected
 
 
 def test_the_local_backend_refuses_gpus_and_clusters():

@@ -199,3 +199,14 @@ def test_a_refit_stops_growing_in_time_for_the_end_phase(table):
     params = {**get_family("extra_trees").default_params("binary"), "n_estimators": 400}
     member, = run.final_members(data, [TrialOutcome(0, "extra_trees", params, COMPLETE, fold_scores=[0.9])], [1.0])
     assert run.final_model == "refit" and len(member.estimator[-1].estimators_) == 400 // 8
+
+
+def test_lightgbm_bins_a_wide_table_coarser():
+    family = get_family("lightgbm")
+    rng = np.random.default_rng(0)
+    y = np.tile([0, 1], 100)
+    for n_features, bins in ((20, 255), (lightgbm_module.WIDE_FEATURES + 1, lightgbm_module.WIDE_MAX_BIN)):
+        X = pd.DataFrame(rng.normal(size=(200, n_features)) + y[:, None], columns=[f"x{i}" for i in range(n_features)])
+        model = family.build({**family.default_params("binary"), "n_estimators": 5}, "binary", 1, 0)
+        family.fit(model, X, y)
+        assert model.booster_.params.get("max_bin", 255) == bins
