@@ -30,9 +30,12 @@ def _finished_trials(study: str) -> dict[int, str]:
 
 
 def _start_fit(spec, *options: str) -> subprocess.Popen:
-    """``automl fit`` in its own process group, as a shell would start it."""
+    """``automl fit`` in its own process group, as a shell would start it: with Ctrl-C's
+    default action, even where the tests themselves were started in the background of a
+    non-interactive shell, which ignores SIGINT (a child would inherit that)."""
     return subprocess.Popen([automl_exe(), "fit", str(spec), "--quiet", *options], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+                            stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 def _wait_for_trials(process: subprocess.Popen, study: str, n: int, timeout: float = 90) -> dict[int, str]:
