@@ -98,7 +98,7 @@ def table():
 def test_learners_that_grow_stop_at_their_time_limit_and_keep_what_they_grew(table, name, size):
     X, y = table
     family = get_family(name)
-    grown_to = {"lightgbm": 4000, "hist_gradient_boosting": 1000}.get(name, 800)
+    grown_to = {"lightgbm": 4000, "hist_gradient_boosting": 1000}.get(name, 400)
     params = {**family.default_params("binary"), size: grown_to}
     if name == "hist_gradient_boosting":  # its build sets max_iter; a low rate: no early stop before the limit
         params = {**family.default_params("binary"), "learning_rate": 0.01}
