@@ -197,9 +197,12 @@ class Run:
         return self.hard_deadline - self.end_reserve_s() - cost
 
     def end_reserve_s(self) -> float:
-        """What the end phase takes besides any refit: stopping, selection, assembly, checks, writing."""
-        return (self.stop_margin_s + select_limit_s(self.spec) + ASSEMBLY_MARGIN_S + self.checks_margin_s()
-                + WRITE_MARGIN_S + importance_limit_s(self.spec))
+        """What the end phase takes besides any refit: stopping, selection, then ``after_refit_s``."""
+        return self.stop_margin_s + select_limit_s(self.spec) + self.after_refit_s()
+
+    def after_refit_s(self) -> float:
+        """What the end phase takes after the refits: assembly, checks, importance, writing."""
+        return ASSEMBLY_MARGIN_S + self.checks_margin_s() + WRITE_MARGIN_S + importance_limit_s(self.spec)
 
     def checks_margin_s(self) -> float:
         return CHECKS_MARGIN_S if self.holdout_share or self.spec.data.sensitive else 0.0
@@ -308,8 +311,7 @@ class Run:
         """A refit's even share of the time left before the end phase's own reserve. Its
         estimate comes from the trial's fit time, but a trial's learners may have stopped
         growing at its limit: refit whole, a forest of 1M rows took 305 s, past the budget."""
-        reserve = ASSEMBLY_MARGIN_S + self.checks_margin_s() + WRITE_MARGIN_S + importance_limit_s(self.spec)
-        return max(0.0, self.hard_deadline - time.monotonic() - reserve) / refits_left
+        return max(0.0, self.hard_deadline - time.monotonic() - self.after_refit_s()) / refits_left
 
 
 def memory_budget(spec: Spec, workload: Workload, slots: int) -> MemoryBudget:

@@ -98,7 +98,7 @@ RAY_ADDRESS = re.compile(r"^(auto|(ray://)?[A-Za-z0-9.\-\[\]:]+:\d{1,5})$")
 
 class HardwareSpec(_Section):
     backend: Literal["auto", "ray", "local"] = Field(
-        "auto", description="Where trials run. auto: Ray for a cluster, GPUs or budgets of 120 s and more, "
+        "auto", description="Where trials run. auto: Ray for a cluster or GPUs, "
                             "otherwise worker processes on this machine (local); ray; local (CPUs only).")
     ray_address: str | None = Field(
         None, description="null: an embedded local Ray; 'auto', 'HOST:PORT' or 'ray://HOST:PORT': join that cluster.")
@@ -306,7 +306,7 @@ ensemble:
   enabled: true
   size: 25                        # greedy selection rounds
 hardware:
-  backend: auto                   # auto: Ray for a cluster, GPUs or budgets >= 120 s; else local processes
+  backend: auto                   # auto: Ray for a cluster or GPUs; else local processes
   ray_address: null               # null: Ray on this machine; "auto" or "HOST:PORT": a cluster
   cpus: null                      # null: all there are
   gpus: 0
