@@ -46,7 +46,7 @@ from automl.assess import (
 from automl.checkpoint import ELAPSED_ATTR, FINGERPRINT_ATTR, TRIALS_DIR, OutcomeStore, fingerprint
 from automl.data import TrainingData, check_target, load_table, prepare_training, release_reader_memory
 from automl.drift import REFERENCE_FILE, build_reference
-from automl.ensemble import select_ensemble
+from automl.ensemble import EnsembleSelection, select_ensemble
 from automl.errors import InputError
 from automl.evaluate import scores_of
 from automl.execution import backend_name, local, make_executor
@@ -86,6 +86,8 @@ for adult's 16k holdout rows and two sensitive columns)."""
 IMPORTANCE_SHARE, IMPORTANCE_MIN_S, IMPORTANCE_MAX_S = 0.05, 0.5, 10.0
 """Permutation importance gets this share of the budget, within these bounds (it is reserved)."""
 ENSEMBLE_CANDIDATES = 10
+"""Trials the ensemble is selected from: the best this many, and each family's best
+(see ``Run.ensemble_candidates``)."""
 ENSEMBLE_RESERVE_SHARE = 0.2
 """The search stops early to leave time for refitting the likely ensemble's members only
 while that takes at most this share of the budget: at 1M rows, refitting two forests and
@@ -182,6 +184,19 @@ class Run:
         ranked = sorted(done, key=lambda o: (-o.cv_score if metric.higher_is_better else o.cv_score, o.number))
         return ranked[:n] if n else ranked
 
+    def ensemble_candidates(self, metric: Metric) -> list[TrialOutcome]:
+        """The best ENSEMBLE_CANDIDATES trials, then each other family's best, best first.
+        Among the top ten alone, on small data, the leading family's near-copies left the
+        other families nothing to add: on titanic the ensemble never beat its best trial."""
+        ranked = self.best_outcomes(metric)
+        top = ranked[:ENSEMBLE_CANDIDATES]
+        families = {o.family for o in top}
+        for outcome in ranked[ENSEMBLE_CANDIDATES:]:
+            if outcome.family not in families:
+                families.add(outcome.family)
+                top.append(outcome)
+        return top
+
     def search_deadline(self, metric: Metric, refit_share: float) -> float:
         """When the search must stop: leave room to refit the likely ensemble, or only the
         best trial where the ensemble's refits would take more than ENSEMBLE_RESERVE_SHARE
@@ -219,16 +234,18 @@ class Run:
                         outcome_store=OutcomeStore(self.output_dir / TRIALS_DIR))
         search.study.set_user_attr(FINGERPRINT_ATTR, workload_fingerprint)
         self.outcomes = list(search.recovered)
-        import_model_modules(self.best_outcomes(metric, ENSEMBLE_CANDIDATES))
+        import_model_modules(self.ensemble_candidates(metric))
 
         def record(outcome: TrialOutcome) -> None:
             search.study.set_user_attr(ELAPSED_ATTR, self.spent_before_s + self.elapsed())
             self.outcomes.append(outcome)
             self._warn_sampled_once(outcome)
-            candidates = self.best_outcomes(metric)
-            for dropped in candidates[ENSEMBLE_CANDIDATES:]:  # only candidates keep their fold models
-                dropped.fold_models = None
-            import_model_modules(candidates[:ENSEMBLE_CANDIDATES])
+            candidates = self.ensemble_candidates(metric)
+            kept = {id(candidate) for candidate in candidates}
+            for other in self.outcomes:  # only candidates keep their fold models
+                if id(other) not in kept:
+                    other.fold_models = None
+            import_model_modules(candidates)
             best = candidates[0] if candidates else None
             self.progress.trial_done(outcome, best, self.hard_deadline - time.monotonic())
 
@@ -272,20 +289,32 @@ class Run:
         if not self.spec.ensemble.enabled or len(ranked) < 2:
             self.ensemble_note = "disabled in the spec" if not self.spec.ensemble.enabled else "one trial finished"
             return best_alone
-        candidates = ranked[:ENSEMBLE_CANDIDATES]
-        selection = select_ensemble([c.oof for c in candidates], data.y, metric, self.spec.ensemble.size,
-                                    [valid for _, valid in folds.splits], time_limit_s=select_limit_s(self.spec))
-        members = [candidates[i] for i in selection.weights]
-        cost = final_cost_s(members, folds.refit_share, self.holdout_share)
+        select_until = time.monotonic() + select_limit_s(self.spec)
+        candidates = self.ensemble_candidates(metric)
+        members, selection = self._blend(candidates, data, folds, metric, select_until)
         if len(members) == 1:
             self.ensemble_note = "no blend beat the best single model"
             return best_alone
+        cost = final_cost_s(members, folds.refit_share, self.holdout_share)
         if cost > self.hard_deadline - time.monotonic() - WRITE_MARGIN_S:
-            self.ensemble_note = (f"skipped: refitting its {len(members)} members (~{cost:.1f}s) "
-                                  "would overrun the budget")
-            return best_alone
-        self.ensemble_note = f"{len(members)} members"
+            overrun = f"refitting its {len(members)} members (~{cost:.1f}s) would overrun the budget"
+            kept = [c for c in candidates if c.fold_models is not None]
+            members, selection = self._blend(kept, data, folds, metric, select_until) if len(kept) > 1 else ([], None)
+            if len(members) < 2 or not metric.is_better(selection.score, ranked[0].cv_score):
+                self.ensemble_note = f"skipped: {overrun}"
+                return best_alone
+            self.ensemble_note = f"{len(members)} members whose fold models were kept: {overrun}"
+        else:
+            self.ensemble_note = f"{len(members)} members"
         return members, list(selection.weights.values()), selection.fold_scores
+
+    def _blend(self, candidates: list[TrialOutcome], data: TrainingData, folds: Folds, metric: Metric,
+               until: float) -> tuple[list[TrialOutcome], EnsembleSelection]:
+        """The greedy ensemble of ``candidates`` (see ``automl.ensemble``), selected until
+        the monotonic time ``until``, and its members."""
+        selection = select_ensemble([c.oof for c in candidates], data.y, metric, self.spec.ensemble.size,
+                                    [valid for _, valid in folds.splits], time_limit_s=until - time.monotonic())
+        return [candidates[i] for i in selection.weights], selection
 
     def final_members(self, data: TrainingData, members: list[TrialOutcome], weights: list[float]) -> list[Member]:
         """The members' fold models, bagged, when all were kept; otherwise each refit on all

@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 
+from automl.engine import ENSEMBLE_CANDIDATES, Run
 from automl.ensemble import fold_scores, select_ensemble
 from automl.metrics import get_metric
+from automl.planner import plan
+from automl.progress import Progress
+from automl.spec import build_spec
+from automl.trial import COMPLETE, TrialOutcome
 from automl.validation import make_folds
 
 N = 200
@@ -177,3 +186,49 @@ def test_rows_outside_the_valid_sets_are_ignored(rng):
     assert np.isfinite(selection.score)
     assert set(selection.weights) == {0, 1}
     check_selection(selection, [a, b], y, metric, valids)
+
+
+def _run(time_s: float = 60) -> Run:
+    spec = build_spec({"data": {"train": "x.csv", "target": "y"}, "task": "regression",
+                       "budget": {"time_s": time_s}})
+    return Run(spec, plan(spec, "regression", N, 5), Path("unused"), Progress(enabled=False),
+               started=time.monotonic())
+
+
+def _outcome(number: int, family: str, y: np.ndarray, noise: float, rng, kept: bool = True) -> TrialOutcome:
+    oof = y + rng.normal(scale=noise, size=len(y))
+    scores = [float(np.sqrt(np.mean((y[v] - oof[v]) ** 2))) for v in valid_sets("regression", y)]
+    return TrialOutcome(number, family, {}, COMPLETE, fold_scores=scores, oof=oof, fit_time_s=5.0,
+                        fold_models=[b"model"] if kept else None)
+
+
+def test_each_familys_best_trial_is_an_ensemble_candidate(rng):
+    y = rng.normal(size=N)
+    run = _run()
+    run.outcomes = [_outcome(i, "lightgbm", y, 0.1 + 0.05 * i, rng) for i in range(12)]
+    run.outcomes += [_outcome(20, "knn", y, 0.9, rng), _outcome(21, "knn", y, 1.0, rng)]
+    candidates = run.ensemble_candidates(get_metric("rmse", "regression"))
+    assert [c.number for c in candidates] == [*range(ENSEMBLE_CANDIDATES), 20]
+
+
+def test_when_refitting_the_ensemble_would_overrun_it_is_made_of_the_kept_fold_models(rng):
+    """The best trial's fold models were not kept: the full blend needs a refit that the
+    time left cannot pay for, so the blend of the bagged trials is made instead, which
+    still beats the best trial alone."""
+    y = rng.normal(size=N)
+    run = _run()
+    best = _outcome(0, "random_forest", y, 0.5, rng, kept=False)
+    run.outcomes = [best, _outcome(1, "lightgbm", y, 0.6, rng), _outcome(2, "knn", y, 0.6, rng)]
+    metric = get_metric("rmse", "regression")
+    folds = make_folds("regression", y, 5, seed=0)
+    data = SimpleNamespace(y=y)
+    run.hard_deadline = time.monotonic() + 1000
+    members, _, _ = run.select_members(data, folds, metric)
+    assert best in members and run.ensemble_note == f"{len(members)} members"
+    run.hard_deadline = time.monotonic()  # no time for any refit
+    members, weights, fold_scores_ = run.select_members(data, folds, metric)
+    assert sorted(m.number for m in members) == [1, 2] and "fold models were kept" in run.ensemble_note
+    assert np.mean(fold_scores_) < best.cv_score
+    run.outcomes[2].oof = run.outcomes[1].oof  # no kept blend beats the best: it stands alone
+    members, _, _ = run.select_members(data, folds, metric)
+    assert members == [best] and run.ensemble_note.startswith("skipped:")

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import optuna
 import pytest
+from optuna.distributions import CategoricalDistribution
 from optuna.trial import TrialState
 
 from automl.metrics import get_metric
 from automl.models import get_family
 from automl.planner import FamilyShares, TrialClock, plan
-from automl.search import Search
+from automl.search import FAMILY_PARAM, Search, make_pruner
 from automl.spec import build_spec
 from automl.trial import COMPLETE, TrialOutcome
 
@@ -161,3 +162,28 @@ def test_with_one_split_no_trial_asks_for_a_report_link(tmp_path):
     executor.report_link = lambda number: pytest.fail("a report link was asked for")
     search.run(executor, None, deadline=lambda: float("inf"))
     assert len(executor.done) == 2
+
+
+def test_a_familys_trials_are_judged_for_pruning_only_once_the_family_has_completed_one():
+    study = optuna.create_study(direction="maximize", pruner=make_pruner())
+    family = CategoricalDistribution(["lightgbm", "knn"])
+
+    def add_completed(name, score):
+        study.add_trial(optuna.trial.create_trial(params={FAMILY_PARAM: name}, distributions={FAMILY_PARAM: family},
+                                                  value=score, intermediate_values={0: score}))
+
+    def pruned_after_fold_one(name, score):
+        study.enqueue_trial({FAMILY_PARAM: name})
+        trial = study.ask()
+        trial.suggest_categorical(FAMILY_PARAM, family.choices)
+        trial.report(score, 0)
+        pruned = trial.should_prune()
+        study.tell(trial, state=TrialState.PRUNED)
+        return pruned
+
+    for score in (0.90, 0.91, 0.92, 0.93):
+        add_completed("lightgbm", score)
+    assert pruned_after_fold_one("lightgbm", 0.80)  # its family has completed trials: judged
+    assert not pruned_after_fold_one("knn", 0.80)  # the family's first: runs to the end
+    add_completed("knn", 0.85)
+    assert pruned_after_fold_one("knn", 0.80)
