@@ -190,6 +190,46 @@ def infer_kind(values: pd.Series) -> str:
     return CATEGORICAL
 
 
+KIND_CHUNK_CELLS = 10_000_000
+"""``column_kinds`` sorts numeric columns in chunks of about this many values (80 MB)."""
+
+
+def column_kinds(X: pd.DataFrame) -> tuple[list[str], list[int]]:
+    """Each column's kind (``infer_kind``) and count of distinct present values, in column
+    order. Numeric columns are counted together, from one sort of each chunk of them: one
+    at a time, pandas took ~1.4 ms a column, seconds for a table of thousands of columns."""
+    kinds: list[str] = [""] * X.shape[1]
+    distinct: list[int] = [0] * X.shape[1]
+    numeric = [j for j, dtype in enumerate(X.dtypes)
+               if ptypes.is_numeric_dtype(dtype) and not ptypes.is_bool_dtype(dtype)]
+    step = max(1, KIND_CHUNK_CELLS // max(1, len(X)))
+    for start in range(0, len(numeric), step):
+        chunk = numeric[start:start + step]
+        counts, row_ids = _numeric_distinct(X.iloc[:, chunk].to_numpy(dtype=float, na_value=np.nan))
+        for j, count, ids in zip(chunk, counts, row_ids, strict=True):
+            distinct[j] = int(count)
+            kinds[j] = CONSTANT if count <= 1 else ID_LIKE if ids else NUMERIC
+    for j in set(range(X.shape[1])) - set(numeric):
+        kinds[j] = infer_kind(X.iloc[:, j])
+        distinct[j] = int(X.iloc[:, j].nunique(dropna=True))
+    return kinds, distinct
+
+
+def _numeric_distinct(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per column of ``values``: its count of distinct present values, and whether it looks
+    like row ids (``_looks_like_row_ids``)."""
+    ordered = np.sort(values, axis=0)  # missing values last
+    present = (~np.isnan(ordered)).sum(axis=0)
+    within = np.arange(1, len(ordered))[:, None] < present[None, :]
+    counts = ((ordered[1:] != ordered[:-1]) & within).sum(axis=0) + (present > 0)
+    row_ids = np.zeros(values.shape[1], dtype=bool)
+    for j in np.flatnonzero((counts == present) & (present >= 50)):
+        column = ordered[:present[j], j]
+        row_ids[j] = bool(np.all(np.isfinite(column)) and np.all(column == np.round(column))
+                          and np.all(np.diff(column) == 1))
+    return counts, row_ids
+
+
 def _looks_like_row_ids(present: pd.Series, n_unique: int) -> bool:
     """An integer column of consecutive, all-distinct values: a row number, not a feature."""
     if len(present) < 50 or n_unique != len(present) or not _is_integer_valued(present):
@@ -255,8 +295,7 @@ class FeatureSchema:
     def infer(cls, X: pd.DataFrame) -> FeatureSchema:
         X = _named_by_strings(X)
         infos = []
-        for name in X.columns:
-            kind = infer_kind(X[name])
+        for name, kind in zip(X.columns, column_kinds(X)[0], strict=True):
             info = ColumnInfo(str(name), kind)
             if kind == CATEGORICAL:
                 info.categories = sorted(_as_strings(X[name]).dropna().unique().tolist())

@@ -26,7 +26,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import TargetEncoder
 from sklearn.tree import DecisionTreeClassifier, DecisionTreeRegressor
 
-from automl.data import BOOLEAN, CATEGORICAL, CONSTANT, DATETIME, ID_LIKE, NUMERIC, infer_kind, parse_datetime
+from automl.data import BOOLEAN, CATEGORICAL, CONSTANT, DATETIME, ID_LIKE, NUMERIC, column_kinds, parse_datetime
 
 HIGH_CARDINALITY_LEVELS = 50
 """A categorical column with more levels than this is flagged: it is slow to one-hot and prone to overfit."""
@@ -93,12 +93,14 @@ def profile_data(frame: pd.DataFrame, target: str, task: str, seed: int = 0,
                  deduplicate: bool = False) -> DataProfile:
     """Profile ``frame`` (features and ``target``) for a ``task`` of binary, multiclass or regression;
     ``deduplicate`` says the fit drops exact duplicates (the warning then says so)."""
-    features = [c for c in frame.columns if c != target]
-    columns = [ColumnProfile(str(c), infer_kind(frame[c]), float(frame[c].isna().mean()),
-                             int(frame[c].nunique(dropna=True))) for c in features]
+    features = frame.drop(columns=[target])
+    kinds, distinct = column_kinds(features)
+    missing = features.isna().mean()
+    columns = [ColumnProfile(str(c), kind, float(missing.iloc[j]), count)
+               for j, (c, kind, count) in enumerate(zip(features.columns, kinds, distinct, strict=True))]
     profile = DataProfile(
         rows=len(frame), columns=len(frame.columns), target=target, task=task, column_profiles=columns,
-        duplicate_rows=int(frame.duplicated().sum()), missing_target=int(frame[target].isna().sum()),
+        duplicate_rows=duplicate_rows(frame), missing_target=int(frame[target].isna().sum()),
         constant=[c.name for c in columns if c.kind == CONSTANT],
         id_like=[c.name for c in columns if c.kind == ID_LIKE],
         high_cardinality={c.name: c.unique for c in columns
@@ -111,6 +113,12 @@ def profile_data(frame: pd.DataFrame, target: str, task: str, seed: int = 0,
     profile.leakage_suspects = leakage_suspects(labelled, target, task, profile.kinds, seed)
     profile.warnings = _warnings(profile, deduplicate)
     return profile
+
+
+def duplicate_rows(frame: pd.DataFrame) -> int:
+    """Rows equal to an earlier row, counted by a 64-bit hash of each row (a chance clash
+    is negligible in a count that only warns): ``duplicated`` took 0.9 s on 5k x 2,000."""
+    return int(pd.util.hash_pandas_object(frame, index=False).duplicated().sum())
 
 
 def _warnings(profile: DataProfile, deduplicate: bool) -> list[str]:

@@ -16,6 +16,7 @@ from automl.data import (
     TEXT,
     FeatureSchema,
     TargetEncoder,
+    column_kinds,
     infer_kind,
     infer_task,
     load_table,
@@ -440,3 +441,20 @@ def test_integer_labels_read_as_floats_come_back_as_integers():
     encoder = TargetEncoder.fit(y, "binary")
     assert encoder.classes == [0, 1] and all(isinstance(c, int) for c in encoder.classes)
     assert encoder.encode(y.dropna()).tolist() == [0, 1, 1, 0]
+
+
+def test_column_kinds_counts_numeric_columns_together_as_infer_kind_does_one_by_one():
+    rng = np.random.default_rng(0)
+    n = 300
+    frame = pd.DataFrame({
+        "float": rng.normal(size=n), "float_missing": np.where(rng.random(n) < 0.3, np.nan, rng.normal(size=n)),
+        "constant": np.ones(n), "constant_missing": np.where(rng.random(n) < 0.5, np.nan, 1.0),
+        "row_number": np.arange(n) + 5, "shuffled_ids": rng.permutation(n), "small_int": rng.integers(0, 5, n),
+        "nullable": pd.array(np.where(rng.random(n) < 0.2, None, rng.integers(0, 3, n)), dtype="Int64"),
+        "flag": rng.random(n) < 0.5, "text": rng.choice(["a", "b"], n), "all_missing": np.full(n, np.nan),
+        "with_inf": np.where(rng.random(n) < 0.1, np.inf, rng.integers(0, 3, n)),
+        "stamp": pd.date_range("2020-01-01", periods=n)})
+    kinds, distinct = column_kinds(frame)
+    expected = [(infer_kind(frame[c]), frame[c].nunique(dropna=True)) for c in frame.columns]
+    assert list(zip(kinds, distinct, strict=True)) == expected
+    assert kinds[frame.columns.get_loc("shuffled_ids")] == ID_LIKE
