@@ -10,7 +10,7 @@ from optuna.trial import TrialState
 from automl.metrics import get_metric
 from automl.models import get_family
 from automl.planner import FamilyShares, TrialClock, plan
-from automl.search import FAMILY_PARAM, Search, make_pruner
+from automl.search import CONFIRM_LIMIT_FACTOR, FAMILY_PARAM, Search, make_pruner
 from automl.spec import build_spec
 from automl.trial import COMPLETE, TrialOutcome
 
@@ -57,7 +57,7 @@ class _InstantExecutor:
     slots = 1
 
     def __init__(self, scores):
-        self.scores, self.done = scores, []
+        self.scores, self.done, self.time_limits = scores, [], []
 
     def report_link(self, number):
         return None
@@ -66,6 +66,7 @@ class _InstantExecutor:
         outcome = TrialOutcome(spec.number, spec.family, spec.params, COMPLETE,
                                fold_scores=[self.scores[spec.family]])
         self.done.append(outcome)
+        self.time_limits.append(spec.time_limit_s)
         return len(self.done) - 1
 
     def wait(self, handles, timeout):
@@ -140,17 +141,20 @@ def test_a_search_resumes_past_trials_cut_off_mid_run(tmp_path):
 def test_a_first_trial_cut_short_for_an_early_model_runs_again_in_full_next(tmp_path):
     families = [get_family(n) for n in ("lightgbm", "linear")]
     default = ("lightgbm", get_family("lightgbm").default_params("binary"))
-    runs = {}
+    runs, limits = {}, {}
     for early in (True, False):
         (tmp_path / str(early)).mkdir()
         search = _search(tmp_path / str(early), families, max_trials=8)
+        search.trial_time_limit_s = 10.0
         if early:  # a first model must come within a millisecond: the first trial is cut short
             search.clock = TrialClock(first_result_s=0.001, train_rows=1000, n_features=5, n_folds=5)
         executor = _InstantExecutor({"lightgbm": 0.9, "linear": 0.8})
         search.run(executor, None, deadline=lambda: float("inf"))
         runs[early] = [(o.family, o.params) for o in executor.done]
+        limits[early] = executor.time_limits
     assert runs[True].count(default) == 2
     assert runs[True][:3] == [default, default, ("linear", runs[False][1][1])]  # the first model confirmed first
+    assert limits[True][1:3] == [10.0 * CONFIRM_LIMIT_FACTOR, 10.0]  # on a longer limit
     assert runs[False].count(default) == 1
 
 
