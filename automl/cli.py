@@ -18,7 +18,6 @@ import traceback
 import warnings
 from pathlib import Path
 
-import click
 import pandas as pd
 import typer
 from rich.console import Console
@@ -232,6 +231,10 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
 _python_show_warning = warnings.showwarning
 
 
+def command_names() -> list[str]:
+    return [command.name or command.callback.__name__ for command in app.registered_commands]
+
+
 def run_command(argv: list[str] | None = None) -> int:
     """Run one command; map errors to exit statuses (2 bad input, 1 internal)."""
     warnings.showwarning = _show_warning
@@ -245,11 +248,13 @@ def run_command(argv: list[str] | None = None) -> int:
     except Interrupted as exc:
         print(str(exc), file=sys.stderr)
         return INTERRUPTED_EXIT
-    except click.exceptions.Abort:
+    except typer.Abort:
         print("aborted", file=sys.stderr)
         return INTERRUPTED_EXIT
-    except click.ClickException as exc:  # usage errors: unknown option, missing argument
+    except typer.TyperException as exc:  # usage errors: unknown command or option, missing argument
         exc.show()
+        if "No such command" in exc.format_message():
+            print(f"commands: {', '.join(command_names())}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -8,6 +8,7 @@ import json
 import pandas as pd
 import pytest
 
+from automl.cli import run_command
 from tests.conftest import automl_cli, write_spec
 
 LEADERBOARD_COLUMNS = ["rank", "model", "family", "train_score", "cv_score", "holdout_score", "cv_std",
@@ -125,3 +126,10 @@ def test_bad_holdout_fails_before_the_search_and_keeps_the_old_run(tmp_path, bin
     line = _one_line_error(automl_cli("fit", spec, "--overwrite"))
     assert "holdout" in line and "target" in line
     assert (tmp_path / "run" / "run.json").read_text() == "{}"  # the old run is untouched
+
+
+def test_an_unknown_command_is_a_usage_error_that_lists_the_commands(capsys):
+    assert run_command(["retrain", "spec.yaml"]) == 2
+    err = capsys.readouterr().err
+    assert "Usage:" in err and "No such command 'retrain'" in err and "internal error" not in err
+    assert "commands: fit, predict, evaluate" in err
