@@ -67,7 +67,7 @@ from automl.progress import Progress
 from automl.report import write_report
 from automl.search import Search, storage_url
 from automl.spec import IN_MEMORY, Spec
-from automl.trial import COMPLETE, PRUNED, TrialOutcome, Workload, subsample
+from automl.trial import COMPLETE, FAILED, PRUNED, TrialOutcome, Workload, subsample
 from automl.validation import Folds, make_folds
 
 RUN_FILES = ("study.db", "study.db-wal", "study.db-shm", "leaderboard.csv", "run.json", "report.html", "model",
@@ -261,6 +261,8 @@ class Run:
                                       record, on_warning=self._warn_machinery)
             loop_end = self.elapsed()
         self.outcomes = search.recovered + all_outcomes  # with the trials cancelled at the deadline
+        for message in failure_warnings(self.outcomes):
+            self._warn_machinery(message)
         self.interrupted = search.interrupted
         self.timings["stop_s"] = self.elapsed() - loop_end
 
@@ -352,6 +354,21 @@ def memory_budget(spec: Spec, workload: Workload, slots: int) -> MemoryBudget:
     train_rows = max(len(train_idx) for train_idx, _ in folds.splits)
     return MemoryBudget.share(memory_budget_bytes(spec.budget.memory_gb), float(data_bytes), slots, train_rows,
                               data.X.shape[1], data.target.n_classes, len(folds))
+
+
+BUDGET_FAILURES = ("skipped:", "cancelled:")
+"""Errors of trials the budget left out or stopped: choices, not failures of the family."""
+
+
+def failure_warnings(outcomes: list[TrialOutcome]) -> list[str]:
+    """One line per family every trial of which failed, with the first failure's message
+    (each trial's is in run.json's trial log, with the end of its traceback)."""
+    lines = []
+    for family in dict.fromkeys(o.family for o in outcomes):
+        tried = [o for o in outcomes if o.family == family and not (o.error or "").startswith(BUDGET_FAILURES)]
+        if tried and all(o.status == FAILED for o in tried):
+            lines.append(f"every {family} trial failed ({len(tried)}), the first with: {tried[0].error}")
+    return lines
 
 
 def sampling_warnings(outcomes: list[TrialOutcome], memory: MemoryBudget | None) -> list[str]:
@@ -742,7 +759,8 @@ def _summary(run: Run, inputs: Inputs, leaderboard: pd.DataFrame, checks: Checks
                        "cv_score": o.cv_score, "fold_scores": o.fold_scores, "fit_time_s": o.fit_time_s,
                        "train_rows": o.train_rows,
                        "host": o.host, "node_id": o.node_id, "pid": o.pid, "resources": o.resources,
-                       "started_at": o.started_at, "ended_at": o.ended_at, "error": o.error}
+                       "started_at": o.started_at, "ended_at": o.ended_at, "error": o.error,
+                       "traceback": o.traceback}
                       for o in run.outcomes],
         "spec": spec.model_dump(mode="json"),
         "versions": library_versions(),

@@ -24,6 +24,7 @@ from optuna.trial import TrialState
 from sqlalchemy import event
 
 from automl.checkpoint import OutcomeStore
+from automl.errors import TRACEBACK_CHARS
 from automl.execution import Executor
 from automl.metrics import Metric
 from automl.models import ModelFamily
@@ -410,8 +411,13 @@ class Search:
     def _collect(cls, executor: Executor, handle: Any, spec: TrialSpec) -> TrialOutcome:
         try:
             outcome, placement = executor.result(handle)
-        except Exception as exc:  # the worker died twice (killed, out of memory, node lost): record it, go on
-            return cls._failed(spec, f"worker lost: {type(exc).__name__}")
+        except Exception as exc:  # the worker died (killed, out of memory, node lost) or the task failed outside
+            text = str(exc).strip()  # the trial's own guard: record it with its message, go on
+            message = text.splitlines()[-1] if text else ""
+            lost = f"worker lost: {type(exc).__name__}: " if executor.is_lost(exc) else ""
+            failed = cls._failed(spec, f"{lost}{message or type(exc).__name__}"[:500])
+            failed.traceback = text[-TRACEBACK_CHARS:]
+            return failed
         outcome.node_id = placement.node_id
         return outcome
 

@@ -20,6 +20,7 @@ from threadpoolctl import threadpool_limits
 
 from automl.bagging import FoldModelPacker
 from automl.data import TrainingData
+from automl.errors import short_traceback
 from automl.metrics import get_metric
 from automl.models import get_family
 from automl.validation import Folds, empty_oof
@@ -96,6 +97,8 @@ class TrialOutcome:
     train_rows: int | None = None
     """Rows each fold model was fit on, when the memory or time budget made the trial subsample them."""
     sample_reason: str = ""
+    traceback: str = ""
+    """Where a failed trial failed: the end of its traceback (``error`` holds its message)."""
 
     @property
     def cv_score(self) -> float:
@@ -131,6 +134,7 @@ def run_trial(workload: Workload, spec: TrialSpec) -> TrialOutcome:
     except Exception as exc:  # a model's failure is a result to record, not a crash
         outcome.status = FAILED
         outcome.error = f"{type(exc).__name__}: {exc}".splitlines()[0][:500]
+        outcome.traceback = short_traceback(exc)
         outcome.oof = None
     outcome.ended_at = time.time()
     return outcome

@@ -97,10 +97,12 @@ def test_a_worker_that_dies_is_reported_lost_and_a_failing_task_raises(executor)
     lost = executor.submit(os._exit, 3)
     failing = executor.submit(int, "not a number")
     _wait_all(executor, [lost, failing])
-    with pytest.raises(WorkerLost, match="ended while running"):
+    with pytest.raises(WorkerLost, match="ended while running") as lost_error:
         executor.result(lost)
-    with pytest.raises(RuntimeError, match="ValueError: invalid literal"):
+    with pytest.raises(RuntimeError, match="ValueError: invalid literal") as task_error:
         executor.result(failing)
+    assert executor.is_lost(lost_error.value) and not executor.is_lost(task_error.value)
+    assert str(task_error.value).startswith("Traceback")  # the search keeps it in the trial log
 
 
 def test_close_leaves_no_process_behind(monkeypatch):

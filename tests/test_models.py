@@ -330,6 +330,7 @@ def test_run_trial_failure_is_recorded_not_raised(name, params, message):
     assert outcome.status == FAILED
     assert outcome.error and message in outcome.error
     assert "\n" not in outcome.error and len(outcome.error) <= 500
+    assert outcome.traceback.startswith("Traceback") and outcome.traceback.endswith(outcome.error)
     assert outcome.oof is None
     assert outcome.fold_scores == [] and math.isnan(outcome.cv_score)  # fails on the first fold
 

@@ -7,12 +7,13 @@ import pytest
 from optuna.distributions import CategoricalDistribution
 from optuna.trial import TrialState
 
+from automl.engine import failure_warnings
 from automl.metrics import get_metric
 from automl.models import get_family
 from automl.planner import FamilyShares, TrialClock, plan
 from automl.search import CONFIRM_LIMIT_FACTOR, FAMILY_PARAM, Search, make_pruner
 from automl.spec import build_spec
-from automl.trial import COMPLETE, TrialOutcome
+from automl.trial import COMPLETE, FAILED, TrialOutcome
 
 
 def _spec(time_s=60, include=None):
@@ -191,3 +192,37 @@ def test_a_familys_trials_are_judged_for_pruning_only_once_the_family_has_comple
     assert not pruned_after_fold_one("knn", 0.80)  # the family's first: runs to the end
     add_completed("knn", 0.85)
     assert pruned_after_fold_one("knn", 0.80)
+
+
+class _FailingExecutor(_InstantExecutor):
+    """Every task raises from ``result``: the worker lost, or the task failing outside the trial's guard."""
+
+    def __init__(self, lost: bool):
+        super().__init__({})
+        self.lost = lost
+
+    def submit(self, fn, payload, spec, **resources):
+        self.done.append(spec)
+        return len(self.done) - 1
+
+    def result(self, handle):
+        raise RuntimeError("Traceback (most recent call last):\n  File \"x.py\", line 1\nValueError: boom")
+
+    def is_lost(self, error):
+        return self.lost
+
+
+@pytest.mark.parametrize("lost", [False, True])
+def test_a_trial_that_raises_from_its_worker_keeps_its_message_and_traceback(tmp_path, lost):
+    search = _search(tmp_path, [get_family("linear")], max_trials=1)
+    outcome, = search.run(_FailingExecutor(lost), None, deadline=lambda: float("inf"))
+    expected = "worker lost: RuntimeError: ValueError: boom" if lost else "ValueError: boom"
+    assert outcome.error == expected and outcome.traceback.endswith("ValueError: boom")
+    assert failure_warnings([outcome]) == [f"every linear trial failed (1), the first with: {expected}"]
+
+
+def test_no_failure_warning_for_a_family_with_a_completed_trial_or_left_out_by_the_budget():
+    failed = TrialOutcome(0, "knn", {}, FAILED, error="ValueError: boom")
+    done = TrialOutcome(1, "knn", {}, COMPLETE, fold_scores=[0.8])
+    skipped = TrialOutcome(2, "mlp", {}, FAILED, error="skipped: estimated ~9.0s even on a tenth of the rows")
+    assert failure_warnings([failed, done, skipped]) == []

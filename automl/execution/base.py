@@ -73,6 +73,11 @@ class Executor(ABC):
     def result(self, handle: Handle) -> tuple[Any, Placement]:
         """The function's return value and where it ran; raises if the worker was lost."""
 
+    def is_lost(self, error: Exception) -> bool:
+        """Whether ``error``, raised by ``result``, says the worker itself was lost (killed,
+        out of memory, its node gone) rather than the task failing on its own."""
+        return False
+
     @abstractmethod
     def cancel(self, handle: Handle) -> None:
         """Stop a running task at once (its worker is killed)."""

@@ -37,6 +37,7 @@ from multiprocessing.connection import Connection
 from multiprocessing.connection import wait as wait_for
 from typing import Any
 
+from automl.errors import short_traceback
 from automl.execution.base import Answer, Executor, Handle, Placement, Question, trial_slots
 
 PRELOAD = ("automl.trial", "automl.models.lightgbm", "automl.models.hist_gradient_boosting",
@@ -217,6 +218,9 @@ class LocalExecutor(Executor):
             return value
         raise WorkerLost(value) if kind == "lost" else RuntimeError(value)
 
+    def is_lost(self, error: Exception) -> bool:
+        return isinstance(error, WorkerLost)
+
     def cancel(self, handle: Handle) -> None:
         self._results.pop(handle, None)
         for worker in [w for w in self._workers if w.task == handle]:
@@ -319,7 +323,7 @@ def _work(connection: Connection, zygote: int) -> None:
         try:
             reply = ("done", task, (fn(*args), Placement("local", os.getpid())))
         except Exception as exc:  # the task's own failure: the driver records it
-            reply = ("error", task, f"{type(exc).__name__}: {exc}")
+            reply = ("error", task, short_traceback(exc))
         connection.send(reply)
 
 

@@ -203,6 +203,12 @@ class RayExecutor(Executor):
     def result(self, handle: Handle) -> tuple[Any, Placement]:
         return self._ray.get(handle)
 
+    def is_lost(self, error: Exception) -> bool:
+        """Ray's own errors (a crashed worker, a dead node, a lost object) but not a task's:
+        Ray wraps those in RayTaskError."""
+        exceptions = self._ray.exceptions
+        return isinstance(error, exceptions.RayError) and not isinstance(error, exceptions.RayTaskError)
+
     def cancel(self, handle: Handle) -> None:
         self._ray.cancel(handle, force=True)
 
