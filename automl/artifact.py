@@ -179,7 +179,9 @@ def load_predictor(folder: str | Path) -> Predictor:
     try:
         predictor = joblib.load(model_path)
     except Exception as exc:
-        raise InputError(f"cannot load {model_path}: {type(exc).__name__}") from None
+        message = str(exc).strip().splitlines()
+        detail = f"{type(exc).__name__}: {message[0][:300]}" if message else type(exc).__name__
+        raise InputError(f"cannot load {model_path}: {detail}") from None
     if not isinstance(predictor, Predictor):
         raise InputError(f"{model_path} does not hold an automl model")
     return predictor

@@ -551,12 +551,12 @@ def _fit(spec: Spec, train: pd.DataFrame | None, overwrite: bool, progress: Prog
     run.resumed = resume
     run.timings["load_s"] = run.elapsed()
     validation = inputs.plan.validation
-    validated = f"{validation.folds}-fold" if validation.method == "kfold" else "one split"
+    validated = f"{len(inputs.folds)}-fold" if validation.method == "kfold" else "one split"
     progress.start(f"{spec.name}: {data.task}, {len(data.y)} rows, {data.X.shape[1]} features, "
                    f"metric {inputs.metric.name}, families {', '.join(f.name for f in inputs.plan.families)}, "
                    f"validation {validated}, {inputs.plan.cpus_per_trial} CPU(s) per trial, "
                    f"budget {spec.budget.time_s:g}s")
-    for warning in inputs.profile.warnings:
+    for warning in [*inputs.profile.warnings, *inputs.folds.warnings]:
         progress.warn(warning)
     try:
         predictor, leaderboard, summary = _search_and_finish(run, inputs)
@@ -729,8 +729,8 @@ def _summary(run: Run, inputs: Inputs, leaderboard: pd.DataFrame, checks: Checks
         "best_model": best["model"],  # what model/ holds: select_members picks the leaderboard's top
         "cv_score": float(best["cv_score"]),
         "holdout": checks.holdout,
-        "warnings": (inputs.profile.warnings + run.machinery_warnings + sampling_warnings(run.outcomes, run.memory)
-                     + checks.warnings),
+        "warnings": (inputs.profile.warnings + list(inputs.folds.warnings) + run.machinery_warnings
+                     + sampling_warnings(run.outcomes, run.memory) + checks.warnings),
         "large_gap": bool(checks.warnings),
         "ensemble": run.ensemble_note,
         "interrupted": run.interrupted,

@@ -29,6 +29,8 @@ class Folds:
     splits: list[tuple[np.ndarray, np.ndarray]]
     n_rows: int
     kind: str
+    warnings: tuple[str, ...] = ()
+    """What the folds could not be as asked, in words (the run prints and records them)."""
 
     def __len__(self) -> int:
         return len(self.splits)
@@ -77,7 +79,9 @@ def make_folds(task: str, y: np.ndarray, n_folds: int, seed: int,
         raise InputError("a target class has a single row; every class needs at least two")
     folds = min(n_folds, smallest)
     splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
-    return Folds(list(splitter.split(index, y)), n_rows, "stratified")
+    lowered = (f"{folds} folds instead of {n_folds}: the smallest target class has {smallest} rows, and "
+               "every fold needs one of each class",) if folds < n_folds else ()
+    return Folds(list(splitter.split(index, y)), n_rows, "stratified", lowered)
 
 
 def _time_splits(times: np.ndarray, n_folds: int) -> list[tuple[np.ndarray, np.ndarray]]:

@@ -106,3 +106,12 @@ def test_leftovers_of_a_killed_writer_are_recognised(tmp_path):
     removed = atomic.remove_leftovers(tmp_path)
     assert len(removed) == 2 and os.listdir(tmp_path) == ["run.json"]
 
+
+
+def test_a_model_that_cannot_be_unpickled_is_refused_with_the_reason(saved, monkeypatch):
+    def missing_library(path):
+        raise ModuleNotFoundError("No module named 'torch'")
+
+    monkeypatch.setattr("automl.artifact.joblib.load", missing_library)
+    with pytest.raises(InputError, match="cannot load .*: ModuleNotFoundError: No module named 'torch'"):
+        load_predictor(saved)

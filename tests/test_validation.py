@@ -164,3 +164,12 @@ def test_empty_oof():
 def test_more_folds_than_rows_is_an_input_error(times):
     with pytest.raises(InputError, match="validation.folds"):
         make_folds("regression", np.linspace(0, 1, 12), 20, seed=0, times=times)
+
+
+def test_fewer_stratified_folds_than_asked_for_say_so():
+    y = np.array([0] * 40 + [1] * 3)
+    folds = make_folds("binary", y, 5, seed=0)
+    assert len(folds) == 3
+    assert folds.warnings == ("3 folds instead of 5: the smallest target class has 3 rows, and every fold "
+                              "needs one of each class",)
+    assert make_folds("binary", np.array([0, 1] * 20), 5, seed=0).warnings == ()
