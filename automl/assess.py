@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 from sklearn.inspection import permutation_importance
 
-from automl.metrics import Metric
+from automl.metrics import Metric, score_or_nan
 from automl.trial import COMPLETE, TrialOutcome, predict_matrix
 
 LARGE_GAP_SHARE = 0.05
@@ -35,13 +35,6 @@ def holdout_scores(outcomes: list[TrialOutcome], y: np.ndarray, metric: Metric) 
         if outcome.status == COMPLETE and outcome.holdout_prediction is not None:
             scores[outcome.number] = score_or_nan(metric, y, outcome.holdout_prediction)
     return scores
-
-
-def score_or_nan(metric: Metric, y: np.ndarray, prediction: np.ndarray) -> float:
-    try:
-        return metric.score(y, prediction)
-    except ValueError:  # e.g. roc_auc on a holdout of one class
-        return float("nan")
 
 
 def gap_warnings(model: str, train: float, cv: float, cv_std: float, holdout: float | None,

@@ -40,7 +40,6 @@ from automl.assess import (
     feature_importance,
     gap_warnings,
     holdout_scores,
-    score_or_nan,
     weighted_mean,
 )
 from automl.checkpoint import ELAPSED_ATTR, FINGERPRINT_ATTR, TRIALS_DIR, OutcomeStore, fingerprint
@@ -51,7 +50,7 @@ from automl.errors import InputError
 from automl.evaluate import scores_of
 from automl.execution import backend_name, local, make_executor
 from automl.fairness import fairness_report
-from automl.metrics import Metric, get_metric
+from automl.metrics import Metric, get_metric, score_or_nan
 from automl.models import get_family
 from automl.planner import (
     FIRST_RESULT_SHARE,

@@ -27,6 +27,7 @@ from fairlearn.metrics import (
     true_positive_rate,
 )
 
+from automl.errors import InputError
 from automl.metrics import Metric
 
 MISSING_GROUP = "<missing>"
@@ -43,6 +44,8 @@ def _safe(score_fn):
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 return float(score_fn(*args))
+        except InputError:
+            raise
         except ValueError:
             return float("nan")
     return scored

@@ -104,15 +104,23 @@ def get_metric(name: str, task: str) -> Metric:
     return metric
 
 
+def score_or_nan(metric: Metric, y: np.ndarray, prediction: np.ndarray) -> float:
+    """``metric`` on these rows, or NaN where it is undefined on them (roc_auc on rows of
+    one class). An InputError (a ValueError too) is the user's to see: it is raised."""
+    try:
+        return metric.score(y, prediction)
+    except InputError:
+        raise
+    except ValueError:
+        return float("nan")
+
+
 def all_scores(task: str, y_true: np.ndarray, prediction: np.ndarray) -> dict[str, float]:
     """Every registered metric that applies to ``task``, for reports and holdout scoring."""
     scores = {}
     for metric in _REGISTRY.values():
         if task in metric.tasks:
-            try:
-                value = metric.score(y_true, prediction)
-            except ValueError:
-                continue
+            value = score_or_nan(metric, y_true, prediction)
             if np.isfinite(value):  # roc_auc on rows of one class only is undefined (NaN)
                 scores[metric.name] = value
     return scores

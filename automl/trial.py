@@ -21,7 +21,7 @@ from threadpoolctl import threadpool_limits
 from automl.bagging import FoldModelPacker
 from automl.data import TrainingData
 from automl.errors import short_traceback
-from automl.metrics import get_metric
+from automl.metrics import get_metric, score_or_nan
 from automl.models import get_family
 from automl.validation import Folds, empty_oof
 
@@ -188,7 +188,4 @@ def _train_score(estimator, data: TrainingData, train_idx: np.ndarray, metric) -
     metric is undefined on the sample, e.g. one class only)."""
     sample = train_idx[:: max(1, len(train_idx) // TRAIN_SCORE_ROWS)]
     prediction = predict_matrix(estimator, data.X.iloc[sample], data.task, data.target.n_classes)
-    try:
-        return metric.score(data.y[sample], prediction)
-    except ValueError:
-        return float("nan")
+    return score_or_nan(metric, data.y[sample], prediction)

@@ -9,7 +9,7 @@ import pytest
 from sklearn import metrics as skm
 
 from automl.errors import InputError
-from automl.metrics import all_scores, get_metric, metric_names
+from automl.metrics import Metric, all_scores, get_metric, metric_names, score_or_nan
 
 EXPECTED = {
     # name: (higher_is_better, needs_proba, tasks)
@@ -189,3 +189,16 @@ def test_all_scores_skips_undefined_metrics():
     assert "roc_auc" not in scores
     assert all(math.isfinite(v) for v in scores.values())
     assert scores["accuracy"] == pytest.approx(0.75)
+
+
+def test_an_undefined_score_is_nan_but_an_input_error_is_raised():
+    y = np.zeros(10, dtype=int)
+    proba = np.column_stack([np.full(10, 0.6), np.full(10, 0.4)])
+    assert math.isnan(score_or_nan(get_metric("roc_auc", "binary"), y, proba))  # one class: undefined
+
+    def refuses(y_true, prediction):
+        raise InputError("a prediction column is missing")
+
+    metric = Metric("strict", True, True, ("binary",), refuses)
+    with pytest.raises(InputError, match="column is missing"):
+        score_or_nan(metric, y, proba)
