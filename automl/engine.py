@@ -521,6 +521,7 @@ def run_fit(spec: Spec, train: pd.DataFrame | None = None, overwrite: bool = Fal
     progress = progress or Progress(enabled=False)
     started = started if started is not None else time.monotonic()
     if resume and not _holds_study(spec):  # killed before its first trial was asked for: begin
+        _refuse_another_study(spec)
         progress.warn(f"nothing to resume in {spec.output_dir}: starting the run")
         resume = False
         overwrite = overwrite or (spec.output_dir / "study.db").is_file()  # a study file with no study in it
@@ -564,11 +565,25 @@ def _fit(spec: Spec, train: pd.DataFrame | None, overwrite: bool, progress: Prog
     return RunResult(predictor, leaderboard, summary, output_dir)
 
 
+def _study_names(spec: Spec) -> list[str]:
+    """The studies in the output folder's study.db (none when there is no file)."""
+    path = spec.output_dir / "study.db"
+    return optuna.get_all_study_names(storage=storage_url(str(path))) if path.is_file() else []
+
+
 def _holds_study(spec: Spec) -> bool:
     """Whether the output folder's study.db holds this spec's study (a run killed while
     starting may leave the file without it)."""
-    path = spec.output_dir / "study.db"
-    return path.is_file() and spec.name in optuna.get_all_study_names(storage=storage_url(str(path)))
+    return spec.name in _study_names(spec)
+
+
+def _refuse_another_study(spec: Spec) -> None:
+    """A resume must not start afresh over another run's study: a spec file renamed
+    changes the run's name (its default), and starting would delete that run."""
+    others = _study_names(spec)
+    if others:
+        raise InputError(f"{spec.output_dir} holds the run '{others[0]}', not '{spec.name}' (the spec's name, "
+                         "by default its file's): resume it under that name, or start afresh with --overwrite")
 
 
 def resumable_run(spec: Spec, expected_fingerprint: str) -> float:

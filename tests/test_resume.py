@@ -16,6 +16,8 @@ import pytest
 
 from automl import AutoML
 from automl.checkpoint import FINGERPRINT_ATTR
+from automl.cli import run_command
+from automl.spec import load_spec
 from tests.conftest import automl_cli, automl_exe, write_spec
 
 
@@ -125,3 +127,14 @@ def test_a_study_file_without_the_study_holds_nothing_to_resume(tmp_path, binary
     assert not _holds_study(spec)
     optuna.create_study(study_name=spec.name, storage=storage)
     assert _holds_study(spec)
+
+
+def test_resume_refuses_to_start_afresh_over_a_run_of_another_name(tmp_path, binary_frame, capsys):
+    """A renamed spec file renames the run (its default name): resuming must not delete the old one."""
+    spec = write_spec(tmp_path, binary_frame)
+    (tmp_path / "run").mkdir()
+    storage = f"sqlite:///{tmp_path / 'run' / 'study.db'}"
+    optuna.create_study(study_name="before_the_rename", storage=storage)
+    assert run_command(["fit", str(spec), "--resume", "--quiet"]) == 2
+    assert f"holds the run 'before_the_rename', not '{load_spec(spec).name}'" in capsys.readouterr().err
+    assert optuna.get_all_study_names(storage=storage) == ["before_the_rename"]
