@@ -50,6 +50,7 @@ from automl.errors import InputError
 from automl.evaluate import scores_of
 from automl.execution import backend_name, local, make_executor
 from automl.fairness import fairness_report
+from automl.folder_lock import locked_folder
 from automl.metrics import Metric, get_metric, score_or_nan
 from automl.models import get_family
 from automl.planner import (
@@ -520,19 +521,20 @@ def run_fit(spec: Spec, train: pd.DataFrame | None = None, overwrite: bool = Fal
     to resume, it starts one)."""
     progress = progress or Progress(enabled=False)
     started = started if started is not None else time.monotonic()
-    if resume and not _holds_study(spec):  # killed before its first trial was asked for: begin
-        _refuse_another_study(spec)
-        progress.warn(f"nothing to resume in {spec.output_dir}: starting the run")
-        resume = False
-        overwrite = overwrite or (spec.output_dir / "study.db").is_file()  # a study file with no study in it
-    if not resume:
-        _existing_run_files(spec.output_dir, overwrite)  # refuse early, before loading anything
-    if backend_name(spec.hardware) == "local":
-        local.start_early()  # its workers' imports overlap loading the data
-    try:
-        return _fit(spec, train, overwrite, progress, started, resume)
-    finally:
-        local.discard_spare()  # started early but never used: the input was refused
+    with locked_folder(spec.output_dir):  # one run at a time in a folder
+        if resume and not _holds_study(spec):  # killed before its first trial was asked for: begin
+            _refuse_another_study(spec)
+            progress.warn(f"nothing to resume in {spec.output_dir}: starting the run")
+            resume = False
+            overwrite = overwrite or (spec.output_dir / "study.db").is_file()  # a study file with no study in it
+        if not resume:
+            _existing_run_files(spec.output_dir, overwrite)  # refuse early, before loading anything
+        if backend_name(spec.hardware) == "local":
+            local.start_early()  # its workers' imports overlap loading the data
+        try:
+            return _fit(spec, train, overwrite, progress, started, resume)
+        finally:
+            local.discard_spare()  # started early but never used: the input was refused
 
 
 def _fit(spec: Spec, train: pd.DataFrame | None, overwrite: bool, progress: Progress, started: float,

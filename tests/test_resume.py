@@ -9,7 +9,10 @@ import os
 import signal
 import sqlite3
 import subprocess
+import sys
+import textwrap
 import time
+from pathlib import Path
 
 import optuna
 import pytest
@@ -17,6 +20,7 @@ import pytest
 from automl import AutoML
 from automl.checkpoint import FINGERPRINT_ATTR
 from automl.cli import run_command
+from automl.folder_lock import LOCK_FILE
 from automl.spec import load_spec
 from tests.conftest import automl_cli, automl_exe, write_spec
 
@@ -138,3 +142,29 @@ def test_resume_refuses_to_start_afresh_over_a_run_of_another_name(tmp_path, bin
     assert run_command(["fit", str(spec), "--resume", "--quiet"]) == 2
     assert f"holds the run 'before_the_rename', not '{load_spec(spec).name}'" in capsys.readouterr().err
     assert optuna.get_all_study_names(storage=storage) == ["before_the_rename"]
+
+
+def test_a_second_run_on_a_folder_in_use_is_refused_naming_the_first(tmp_path, binary_frame, capsys):
+    spec = write_spec(tmp_path, binary_frame)
+    holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
+        import sys, time
+        from pathlib import Path
+        from automl.folder_lock import locked_folder
+        with locked_folder(Path({str(tmp_path / 'run')!r})):
+            print("locked", flush=True)
+            time.sleep(60)
+        """)], stdout=subprocess.PIPE, text=True, cwd=Path(__file__).resolve().parents[1])
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        assert run_command(["fit", str(spec), "--quiet"]) == 2
+        assert f"{tmp_path / 'run'} is in use by another run (pid {holder.pid})" in capsys.readouterr().err
+    finally:
+        holder.kill()
+        holder.wait()
+    assert list((tmp_path / "run").iterdir()) == [tmp_path / "run" / LOCK_FILE]  # nothing of its written
+
+
+def test_a_refused_fit_leaves_no_folder_behind(tmp_path, binary_frame):
+    spec = write_spec(tmp_path, binary_frame, data={"target": "no_such_column"})
+    assert run_command(["fit", str(spec), "--quiet"]) == 2
+    assert not (tmp_path / "run").exists()
