@@ -57,11 +57,14 @@ class OutcomeStore:
         return outcomes
 
 
-def fingerprint(spec_dump: dict[str, Any], frame: pd.DataFrame) -> str:
+def fingerprint(spec_dump: dict[str, Any], frame: pd.DataFrame, holdout: pd.DataFrame | None = None) -> str:
     """What makes two runs the same search: the spec (its budget, output and
-    hardware aside: a resumed run may change those) and the training data."""
+    hardware aside: a resumed run may change those), the training data and the
+    holdout's content (``data.test`` names a file whose rows may change)."""
     kept = {key: value for key, value in spec_dump.items() if key not in ("budget", "output", "hardware")}
     digest = hashlib.sha256(json.dumps(kept, sort_keys=True, default=str).encode())
-    digest.update(str(frame.shape).encode())
-    digest.update(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
+    for table in (frame, holdout):
+        if table is not None:
+            digest.update(str(table.shape).encode())
+            digest.update(pd.util.hash_pandas_object(table, index=False).to_numpy().tobytes())
     return digest.hexdigest()

@@ -490,7 +490,7 @@ def _load_and_check(spec: Spec, train: pd.DataFrame | None) -> Inputs:
     holdout, holdout_X = _checked_holdout(holdout, data, spec) if holdout is not None else (None, None)
     reference = build_reference(frame[frame[target].notna()], data.schema, target, task)
     return Inputs(data, folds, metric, run_plan, profile, reference, holdout, deduplicated,
-                  fingerprint(spec.model_dump(mode="json"), frame), holdout_X)
+                  fingerprint(spec.model_dump(mode="json"), frame, holdout), holdout_X)
 
 
 def _checked_holdout(holdout: pd.DataFrame, data: TrainingData,

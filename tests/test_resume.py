@@ -18,7 +18,7 @@ import optuna
 import pytest
 
 from automl import AutoML
-from automl.checkpoint import FINGERPRINT_ATTR
+from automl.checkpoint import FINGERPRINT_ATTR, fingerprint
 from automl.cli import run_command
 from automl.folder_lock import LOCK_FILE
 from automl.spec import load_spec
@@ -168,3 +168,12 @@ def test_a_refused_fit_leaves_no_folder_behind(tmp_path, binary_frame):
     spec = write_spec(tmp_path, binary_frame, data={"target": "no_such_column"})
     assert run_command(["fit", str(spec), "--quiet"]) == 2
     assert not (tmp_path / "run").exists()
+
+
+def test_the_resume_fingerprint_covers_the_holdouts_content(binary_frame):
+    spec = {"data": {"train": "train.csv", "test": "test.csv"}}
+    train, holdout = binary_frame.iloc[:100], binary_frame.iloc[100:]
+    same = fingerprint(spec, train, holdout)
+    assert fingerprint(spec, train, holdout.copy()) == same
+    changed = holdout.assign(target=holdout["target"].iloc[::-1].to_numpy())  # same file name, other rows
+    assert fingerprint(spec, train, changed) != same
