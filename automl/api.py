@@ -114,7 +114,7 @@ class AutoML(BaseEstimator):
                 raise InputError(f"score needs labels: pass y or a '{predictor.target_name}' column")
             labels = frame[predictor.target_name]
         encoded = predictor.target.encode(labels.reset_index(drop=True).rename(predictor.target_name))
-        metric = get_metric(predictor.metric, predictor.task)
+        metric = get_metric(predictor.metric, predictor.task, predictor.target.positive)
         return metric.score(encoded, predictor.predict_matrix(frame))
 
     def leaderboard(self) -> pd.DataFrame:

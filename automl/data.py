@@ -13,6 +13,7 @@ import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -367,9 +368,13 @@ class TargetEncoder:
 
     task: str
     classes: list = field(default_factory=list)
+    positive: int | None = None
+    """Binary tasks: the code of the class that binary metrics (f1) score as positive."""
 
     @classmethod
-    def fit(cls, y: pd.Series, task: str) -> TargetEncoder:
+    def fit(cls, y: pd.Series, task: str, positive_class: Any = None) -> TargetEncoder:
+        """``positive_class`` (binary only): the positive class; by default the rarer one
+        (on a tie, the second in sorted order)."""
         if task == "regression":
             if not ptypes.is_numeric_dtype(y) or ptypes.is_bool_dtype(y):
                 raise InputError(f"target '{y.name}' is not numeric, so it cannot be a regression target")
@@ -382,7 +387,8 @@ class TargetEncoder:
             raise InputError(f"task is binary but target '{y.name}' has {len(classes)} classes")
         if len(classes) < 2:
             raise InputError(f"target '{y.name}' has fewer than two classes")
-        return cls(task, [c.item() if hasattr(c, "item") else c for c in classes])
+        classes = [c.item() if hasattr(c, "item") else c for c in classes]
+        return cls(task, classes, _positive_code(present, classes, positive_class) if task == "binary" else None)
 
     @property
     def n_classes(self) -> int:
@@ -444,9 +450,22 @@ def check_target(frame: pd.DataFrame, target: str, task: str = "auto") -> str:
     return task
 
 
+def _positive_code(present: pd.Series, classes: list, positive_class: Any) -> int:
+    """The code of the positive class: the one named (as written in a spec, so compared
+    as text too), else the rarer one."""
+    if positive_class is None:
+        counts = present.value_counts()
+        return 0 if counts[classes[0]] < counts[classes[1]] else 1
+    for code, label in enumerate(classes):
+        if label == positive_class or str(label) == str(positive_class):
+            return code
+    raise InputError(f"data.positive_class {positive_class!r} is not a class of target '{present.name}' "
+                     f"(its classes: {', '.join(map(repr, classes))})")
+
+
 def prepare_training(frame: pd.DataFrame, target: str, task: str = "auto", drop: list[str] = (),
                      groups: str | None = None, time: str | None = None,
-                     sensitive: list[str] = ()) -> TrainingData:
+                     sensitive: list[str] = (), positive_class: Any = None) -> TrainingData:
     """Split features from target, infer kinds and task, and encode both."""
     task = check_target(frame, target, task)
     _check_columns(frame, list(drop), "data.drop")
@@ -460,7 +479,7 @@ def prepare_training(frame: pd.DataFrame, target: str, task: str = "auto", drop:
         raise InputError("set data.groups or data.time, not both: folds are either grouped or time-ordered")
     labelled = frame[frame[target].notna()]
     y = labelled[target]
-    encoder = TargetEncoder.fit(y, task)
+    encoder = TargetEncoder.fit(y, task, positive_class)
     excluded = {target, *drop} | ({groups} if groups else set())
     X = labelled[[c for c in labelled.columns if c not in excluded]]
     if X.shape[1] == 0:

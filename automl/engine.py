@@ -475,7 +475,7 @@ def _load_and_check(spec: Spec, train: pd.DataFrame | None) -> Inputs:
     frame = load_table(train if train is not None else spec.data.train)
     target = spec.data.target
     task = check_target(frame, target, spec.task)
-    metric = get_metric(spec.metric, task)
+    get_metric(spec.metric, task)  # a metric wrong for the task is refused before the data's long checks
     profile = profile_data(frame, target, task, spec.seed, spec.data.deduplicate)
     deduplicated = 0
     if spec.data.deduplicate:  # before the holdout is carved: no row may be in both
@@ -483,7 +483,8 @@ def _load_and_check(spec: Spec, train: pd.DataFrame | None) -> Inputs:
         frame = frame.drop_duplicates()
     frame, holdout = _split_holdout(frame, spec, task)
     data = prepare_training(frame, target, task, spec.data.drop, spec.data.groups, spec.data.time,
-                            spec.data.sensitive)
+                            spec.data.sensitive, spec.data.positive_class)
+    metric = get_metric(spec.metric, task, data.target.positive)
     run_plan = plan(spec, task, len(data.y), data.X.shape[1])
     folds = make_folds(task, data.y, run_plan.validation.folds, spec.seed, data.groups, data.times,
                        run_plan.validation.split_size)

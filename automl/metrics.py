@@ -9,7 +9,8 @@ Scores stay in the metric's own sign; ``higher_is_better`` tells which way is up
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from functools import partial
 
 import numpy as np
 from sklearn import metrics as skm
@@ -58,9 +59,11 @@ def _log_loss(y: np.ndarray, proba: np.ndarray) -> float:
     return skm.log_loss(y, proba, labels=np.arange(proba.shape[1]))
 
 
-def _f1(y: np.ndarray, proba: np.ndarray) -> float:
-    average = "binary" if proba.shape[1] == 2 else "macro"
-    return skm.f1_score(y, _labels(proba), average=average)
+def _f1(y: np.ndarray, proba: np.ndarray, positive: int = 1) -> float:
+    """Binary: f1 of the ``positive`` class (its code); otherwise the macro average."""
+    if proba.shape[1] == 2:
+        return skm.f1_score(y, _labels(proba), pos_label=positive, labels=[0, 1])
+    return skm.f1_score(y, _labels(proba), average="macro")
 
 
 _REGISTRY: dict[str, Metric] = {}
@@ -92,8 +95,13 @@ def metric_names() -> list[str]:
     return sorted(_REGISTRY)
 
 
-def get_metric(name: str, task: str) -> Metric:
-    """The metric called ``name`` (``auto``: the task's default), checked against the task."""
+POSITIVE_CLASS_METRICS = ("f1",)
+"""Metrics that score one class of a binary task as the positive one."""
+
+
+def get_metric(name: str, task: str, positive: int | None = None) -> Metric:
+    """The metric called ``name`` (``auto``: the task's default), checked against the task;
+    for a binary task, one that scores the class coded ``positive`` as positive."""
     if name == "auto":
         name = DEFAULT_METRIC[task]
     if name not in _REGISTRY:
@@ -101,6 +109,8 @@ def get_metric(name: str, task: str) -> Metric:
     metric = _REGISTRY[name]
     if task not in metric.tasks:
         raise InputError(f"metric {name!r} does not apply to a {task} task")
+    if task == "binary" and positive is not None and name in POSITIVE_CLASS_METRICS:
+        return replace(metric, score_fn=partial(metric.score_fn, positive=positive))
     return metric
 
 

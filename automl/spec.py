@@ -49,6 +49,8 @@ class DataSpec(_Section):
     time: str | None = Field(None, description="Column of times -> time-ordered folds.")
     sensitive: list[str] = Field(default_factory=list, description="Columns for fairness checks.")
     deduplicate: bool = Field(False, description="Drop exact duplicate training rows before the search.")
+    positive_class: str | int | float | bool | None = Field(
+        None, description="Binary tasks: the class that f1 scores as positive (default: the rarer class).")
 
 
 class BudgetSpec(_Section):
@@ -288,6 +290,7 @@ data:
   # time: column                  # time-ordered folds
   sensitive: []                   # columns to report fairness by, e.g. [sex, race]
   deduplicate: false              # drop exact duplicate rows
+  # positive_class: yes           # binary: the class f1 scores as positive (default: the rarer)
 task: {task}                    # auto | binary | multiclass | regression
 metric: {DEFAULT_METRIC[task]}                 # one of: {", ".join(metric_names())}
 budget:

@@ -143,7 +143,7 @@ def run_trial(workload: Workload, spec: TrialSpec) -> TrialOutcome:
 def _cross_validate(workload: Workload, spec: TrialSpec, outcome: TrialOutcome) -> None:
     data, folds, holdout = workload.data, workload.folds, workload.holdout
     family = get_family(spec.family)
-    metric = get_metric(spec.metric, data.task)
+    metric = get_metric(spec.metric, data.task, data.target.positive)
     reporter = spec.pruning.connect() if spec.pruning is not None else None
     oof = empty_oof(data.task, len(data.y), data.target.n_classes)
     k = data.target.n_classes

@@ -458,3 +458,14 @@ def test_column_kinds_counts_numeric_columns_together_as_infer_kind_does_one_by_
     expected = [(infer_kind(frame[c]), frame[c].nunique(dropna=True)) for c in frame.columns]
     assert list(zip(kinds, distinct, strict=True)) == expected
     assert kinds[frame.columns.get_loc("shuffled_ids")] == ID_LIKE
+
+
+def test_the_positive_class_is_the_rarer_one_unless_the_spec_names_it():
+    y = pd.Series(["yes"] * 3 + ["no"] * 7, name="answer")
+    assert TargetEncoder.fit(y, "binary").positive == 1  # "yes" (code 1 of no, yes) is rarer
+    assert TargetEncoder.fit(y.replace({"yes": "no", "no": "yes"}), "binary").positive == 0
+    assert TargetEncoder.fit(y, "binary", positive_class="no").positive == 0
+    assert TargetEncoder.fit(pd.Series([0, 1, 1, 1]), "binary", positive_class="1").positive == 1  # as YAML text
+    with pytest.raises(InputError, match="data.positive_class 'maybe' is not a class of target 'answer'"):
+        TargetEncoder.fit(y, "binary", positive_class="maybe")
+    assert TargetEncoder.fit(pd.Series([0, 1, 2]), "multiclass").positive is None

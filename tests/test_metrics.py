@@ -202,3 +202,13 @@ def test_an_undefined_score_is_nan_but_an_input_error_is_raised():
     metric = Metric("strict", True, True, ("binary",), refuses)
     with pytest.raises(InputError, match="column is missing"):
         score_or_nan(metric, y, proba)
+
+
+def test_binary_f1_scores_the_positive_class_it_is_given():
+    y = np.array([0, 0, 0, 0, 1, 1])
+    proba = np.array([[0.9, 0.1], [0.8, 0.2], [0.7, 0.3], [0.4, 0.6], [0.3, 0.7], [0.6, 0.4]])
+    labels = proba.argmax(axis=1)
+    for positive in (0, 1):
+        f1 = get_metric("f1", "binary", positive)
+        assert f1.score(y, proba) == pytest.approx(skm.f1_score(y, labels, pos_label=positive))
+    assert get_metric("f1", "binary", 0).score(y, proba) != get_metric("f1", "binary", 1).score(y, proba)
