@@ -426,7 +426,7 @@ class TrainingData:
         return self.target.task
 
 
-def _check_columns(frame: pd.DataFrame, names: list[str], role: str) -> None:
+def check_columns(frame: pd.DataFrame, names: list[str], role: str) -> None:
     for name in names:
         if name not in frame.columns:
             raise InputError(f"{role} column '{name}' is not in the data")
@@ -463,16 +463,21 @@ def _positive_code(present: pd.Series, classes: list, positive_class: Any) -> in
                      f"(its classes: {', '.join(map(repr, classes))})")
 
 
+def time_values(values: pd.Series) -> np.ndarray:
+    """A ``data.time`` column as values that order in time: numbers as they are, else dates."""
+    return values.to_numpy() if ptypes.is_numeric_dtype(values) else parse_datetime(values).to_numpy()
+
+
 def prepare_training(frame: pd.DataFrame, target: str, task: str = "auto", drop: list[str] = (),
                      groups: str | None = None, time: str | None = None,
                      sensitive: list[str] = (), positive_class: Any = None) -> TrainingData:
     """Split features from target, infer kinds and task, and encode both."""
     task = check_target(frame, target, task)
-    _check_columns(frame, list(drop), "data.drop")
+    check_columns(frame, list(drop), "data.drop")
     if target in drop:
         raise InputError(f"data.drop lists the target '{target}'; the target is never a feature anyway")
-    _check_columns(frame, [c for c in (groups, time) if c], "data.groups/data.time")
-    _check_columns(frame, list(sensitive), "data.sensitive")
+    check_columns(frame, [c for c in (groups, time) if c], "data.groups/data.time")
+    check_columns(frame, list(sensitive), "data.sensitive")
     if target in sensitive:
         raise InputError(f"data.sensitive names the target '{target}'; list the columns that define groups")
     if groups and time:
@@ -491,8 +496,7 @@ def prepare_training(frame: pd.DataFrame, target: str, task: str = "auto", drop:
         schema=schema,
         target=encoder,
         groups=labelled[groups].to_numpy() if groups else None,
-        times=parse_datetime(labelled[time]).to_numpy() if time and not ptypes.is_numeric_dtype(labelled[time])
-        else (labelled[time].to_numpy() if time else None),
+        times=time_values(labelled[time]) if time else None,
         n_dropped_rows=len(frame) - len(labelled),
         sensitive=labelled[list(sensitive)].reset_index(drop=True) if sensitive else None,
     )

@@ -28,7 +28,6 @@ from typing import Any
 import numpy as np
 import optuna
 import pandas as pd
-from sklearn.model_selection import train_test_split
 from threadpoolctl import threadpool_limits
 
 from automl import atomic, bagging
@@ -43,7 +42,15 @@ from automl.assess import (
     weighted_mean,
 )
 from automl.checkpoint import ELAPSED_ATTR, FINGERPRINT_ATTR, TRIALS_DIR, OutcomeStore, fingerprint
-from automl.data import TrainingData, check_target, load_table, prepare_training, release_reader_memory
+from automl.data import (
+    TrainingData,
+    check_columns,
+    check_target,
+    load_table,
+    prepare_training,
+    release_reader_memory,
+    time_values,
+)
 from automl.drift import REFERENCE_FILE, build_reference
 from automl.ensemble import EnsembleSelection, select_ensemble
 from automl.errors import InputError
@@ -68,7 +75,7 @@ from automl.report import write_report
 from automl.search import Search, storage_url
 from automl.spec import IN_MEMORY, Spec
 from automl.trial import COMPLETE, FAILED, PRUNED, TrialOutcome, Workload, subsample
-from automl.validation import Folds, make_folds
+from automl.validation import Folds, holdout_rows, make_folds
 
 RUN_FILES = ("study.db", "study.db-wal", "study.db-shm", "leaderboard.csv", "run.json", "report.html", "model",
              TRIALS_DIR)
@@ -131,10 +138,12 @@ def _split_holdout(frame: pd.DataFrame, spec: Spec, task: str) -> tuple[pd.DataF
         return frame, load_table(spec.data.test)
     if spec.validation.test_size:
         labelled = frame[frame[spec.data.target].notna()]
-        stratify = labelled[spec.data.target] if task != "regression" else None
-        train, test = train_test_split(labelled, test_size=spec.validation.test_size,
-                                       random_state=spec.seed, stratify=stratify)
-        return train, test
+        groups, time = spec.data.groups, spec.data.time
+        check_columns(labelled, [c for c in (groups, time) if c], "data.groups/data.time")
+        train, test = holdout_rows(task, pd.factorize(labelled[spec.data.target])[0], spec.validation.test_size,
+                                   spec.seed, labelled[groups].to_numpy() if groups else None,
+                                   time_values(labelled[time]) if time else None)
+        return labelled.iloc[train], labelled.iloc[test]
     return frame, None
 
 

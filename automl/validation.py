@@ -122,6 +122,13 @@ def _single_split(task: str, y: np.ndarray, split_size: float, seed: int, groups
     return Folds([(np.sort(train), np.sort(valid))], n_rows, "stratified split" if stratify is not None else "split")
 
 
+def holdout_rows(task: str, y: np.ndarray, test_size: float, seed: int, groups: np.ndarray | None = None,
+                 times: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Rows to train on and rows to hold out (``validation.test_size``), split as a
+    validation split is: the latest times, whole groups, or a stratified share."""
+    return _single_split(task, y, test_size, seed, groups, times).splits[0]
+
+
 def empty_oof(task: str, n_rows: int, n_classes: int) -> np.ndarray:
     """An out-of-fold prediction array, NaN until a fold fills it."""
     shape = (n_rows,) if task == "regression" else (n_rows, n_classes)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from automl.errors import InputError
@@ -173,3 +174,22 @@ def test_fewer_stratified_folds_than_asked_for_say_so():
     assert folds.warnings == ("3 folds instead of 5: the smallest target class has 3 rows, and every fold "
                               "needs one of each class",)
     assert make_folds("binary", np.array([0, 1] * 20), 5, seed=0).warnings == ()
+
+
+@pytest.mark.parametrize("column", ["time", "groups"])
+def test_a_carved_holdout_keeps_groups_whole_and_is_the_latest_period(column):
+    from automl.engine import _split_holdout
+    from automl.spec import build_spec
+
+    rng = np.random.default_rng(0)
+    n = 400
+    frame = pd.DataFrame({"x": rng.normal(size=n), "day": rng.permutation(n) // 4, "team": rng.integers(0, 40, n),
+                          "y": rng.integers(0, 2, n)})
+    data = {"train": "x.csv", "target": "y", **({"time": "day"} if column == "time" else {"groups": "team"})}
+    spec = build_spec({"data": data, "validation": {"test_size": 0.25}})
+    train, test = _split_holdout(frame, spec, "binary")
+    assert len(train) + len(test) == n and 0.15 * n < len(test) < 0.35 * n
+    if column == "time":
+        assert train["day"].max() < test["day"].min()
+    else:
+        assert set(train["team"]).isdisjoint(test["team"])
