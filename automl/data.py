@@ -293,10 +293,15 @@ class FeatureSchema:
     columns: list[ColumnInfo]
 
     @classmethod
-    def infer(cls, X: pd.DataFrame) -> FeatureSchema:
+    def infer(cls, X: pd.DataFrame, kinds: dict[str, str] | None = None) -> FeatureSchema:
+        """The schema of ``X``; ``kinds`` (column name -> kind) overrides the kinds inferred
+        here: the run decides them once, on all its rows (``automl.profile``), so what the
+        profile reports dropped is what the model drops."""
         X = _named_by_strings(X)
+        kinds = kinds or {}
         infos = []
-        for name, kind in zip(X.columns, column_kinds(X)[0], strict=True):
+        for name, inferred in zip(X.columns, column_kinds(X)[0], strict=True):
+            kind = kinds.get(str(name), inferred)
             info = ColumnInfo(str(name), kind)
             if kind == CATEGORICAL:
                 info.categories = sorted(_as_strings(X[name]).dropna().unique().tolist())
@@ -470,8 +475,10 @@ def time_values(values: pd.Series) -> np.ndarray:
 
 def prepare_training(frame: pd.DataFrame, target: str, task: str = "auto", drop: list[str] = (),
                      groups: str | None = None, time: str | None = None,
-                     sensitive: list[str] = (), positive_class: Any = None) -> TrainingData:
-    """Split features from target, infer kinds and task, and encode both."""
+                     sensitive: list[str] = (), positive_class: Any = None,
+                     kinds: dict[str, str] | None = None) -> TrainingData:
+    """Split features from target, infer kinds (``kinds`` overrides them, see
+    ``FeatureSchema.infer``) and task, and encode both."""
     task = check_target(frame, target, task)
     check_columns(frame, list(drop), "data.drop")
     if target in drop:
@@ -489,7 +496,7 @@ def prepare_training(frame: pd.DataFrame, target: str, task: str = "auto", drop:
     X = labelled[[c for c in labelled.columns if c not in excluded]]
     if X.shape[1] == 0:
         raise InputError("no feature columns are left after removing target, drop and groups")
-    schema = FeatureSchema.infer(X)
+    schema = FeatureSchema.infer(X, kinds)
     return TrainingData(
         X=schema.transform(X).reset_index(drop=True),
         y=encoder.encode(y),

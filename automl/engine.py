@@ -492,7 +492,7 @@ def _load_and_check(spec: Spec, train: pd.DataFrame | None) -> Inputs:
         frame = frame.drop_duplicates()
     frame, holdout = _split_holdout(frame, spec, task)
     data = prepare_training(frame, target, task, spec.data.drop, spec.data.groups, spec.data.time,
-                            spec.data.sensitive, spec.data.positive_class)
+                            spec.data.sensitive, spec.data.positive_class, profile.kinds)
     metric = get_metric(spec.metric, task, data.target.positive)
     run_plan = plan(spec, task, len(data.y), data.X.shape[1])
     folds = make_folds(task, data.y, run_plan.validation.folds, spec.seed, data.groups, data.times,

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from automl.data import prepare_training
 from automl.profile import profile_data
 from tests.conftest import automl_cli
 
@@ -77,3 +78,16 @@ def test_profile_command_json_and_html(tmp_path, planted):
     assert "diagnosis_code" in page and "12 exact duplicate rows" in page
     missing = automl_cli("profile", tmp_path / "data.csv", "--target", "nope")
     assert missing.returncode == 2 and "target column 'nope'" in missing.stderr
+
+
+def test_a_column_the_profile_reports_dropped_is_dropped_from_the_model():
+    """The row numbers of all rows are consecutive, those of the training part after a
+    random holdout are not: the kind is decided once, on all rows, and the schema follows."""
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"row": np.arange(300), "x": rng.normal(size=300), "y": rng.integers(0, 2, 300)})
+    profile = profile_data(frame, "y", "binary")
+    assert "row" in profile.id_like
+    training_part = frame.sample(frac=0.75, random_state=0)
+    assert "row" in [c.name for c in prepare_training(training_part, "y", "binary").schema.used]  # alone: a feature
+    data = prepare_training(training_part, "y", "binary", kinds=profile.kinds)
+    assert [c.name for c in data.schema.used] == ["x"]
