@@ -9,7 +9,9 @@ fold models, bagged (see ``automl.bagging``), when every member's were small
 enough to keep; they cost no fitting time and are exactly what the ensemble
 was weighted on. Otherwise every member is refit on all training rows, one
 extra fit each, which the search leaves time for; when the time left cannot
-pay for it, the best single trial is the model.
+pay for it, the best single trial is the model. Time-ordered folds keep no
+fold models: an expanding window never trains on the latest rows, so the
+members are always refit on all of them.
 """
 
 from __future__ import annotations
@@ -239,7 +241,7 @@ class Run:
                         gpus_per_trial=hw.gpus_per_trial if hw.gpus else 0, max_trials=self.spec.budget.max_trials,
                         trial_time_limit_s=self.plan.trial_time_limit_s, portfolios=self.plan.portfolios,
                         shares=FamilyShares(self.plan.families, metric.higher_is_better),
-                        max_model_bytes=bagging.MAX_FOLD_MODELS_BYTES,
+                        max_model_bytes=0 if folds.in_time_order else bagging.MAX_FOLD_MODELS_BYTES,
                         outcome_store=OutcomeStore(self.output_dir / TRIALS_DIR))
         search.study.set_user_attr(FINGERPRINT_ATTR, workload_fingerprint)
         self.outcomes = list(search.recovered)

@@ -42,6 +42,11 @@ class Folds:
         return self.n_rows / max(1, sum(len(train) for train, _ in self.splits))
 
     @property
+    def in_time_order(self) -> bool:
+        """Whether the folds validate on later times than they train on (``data.time``)."""
+        return self.kind in ("time", "time split")
+
+    @property
     def covered(self) -> np.ndarray:
         """Rows that some fold predicts out-of-fold."""
         mask = np.zeros(self.n_rows, dtype=bool)
