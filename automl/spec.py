@@ -1,4 +1,4 @@
-"""The task spec: pydantic models for every section of DESIGN.md.
+"""The task spec: pydantic models for every section of the spec (the README's "A spec").
 
 A spec is loaded from YAML, TOML or JSON; relative paths are resolved against
 the spec file's folder; ``--set key.path=value`` overrides are applied before

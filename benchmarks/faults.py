@@ -89,7 +89,7 @@ def kill_and_resume(folder: Path, data: Path, target: str, time_s: float, rng: r
         after = {t["trial"]: t["status"] for t in json.loads(summary_path.read_text())["trial_log"]}
     lost = sum(1 for number, state in before.items() if after.get(number) != state)
     return {"kill_at_s": round(kill_at, 1), "killed": killed, "finished_at_kill": len(before),
-            "resumed": resumed.returncode != 2, "completed": completed, "lost": lost,
+            "resumed": resumed.returncode == 0, "completed": completed, "lost": lost,
             "error": resumed.stderr.strip().splitlines()[-1] if resumed.returncode else ""}
 
 

@@ -154,7 +154,8 @@ def test_past_its_time_limit_the_selection_keeps_what_it_has(rng):
 
 
 def test_direction_matters(rng):
-    """The same candidates, judged by a loss and by its negation, pick opposite ends."""
+    """Judged by a loss (lower is better) and by a score (higher is better), the
+    selection picks the good candidate both times: it reads each metric's direction."""
     y = rng.normal(size=N)
     good, bad = y + rng.normal(0, 0.1, N), y + rng.normal(0, 2.0, N)
     valids = valid_sets("regression", y)

@@ -14,6 +14,8 @@ import pandas as pd
 import pytest
 
 from automl import AutoML
+from automl.assess import gap_warnings
+from automl.metrics import get_metric
 from automl.report import SECTIONS
 from automl.spec import load_spec
 from tests.conftest import automl_cli, write_spec
@@ -65,7 +67,10 @@ def test_leaderboard_shows_train_cv_and_holdout_side_by_side(run, summary):
     holdout = summary["holdout"]
     assert holdout["metric"] == "roc_auc" and 0.9 < holdout["score"] <= 1
     assert np.sum(holdout["confusion_matrix"]["matrix"]) == holdout["rows"]
-    assert isinstance(summary["large_gap"], bool)
+    best = board.iloc[0]
+    expected = gap_warnings(best["model"], float(best["train_score"]), float(best["cv_score"]),
+                            float(best["cv_std"]), holdout["score"], get_metric("roc_auc", "binary"))
+    assert summary["large_gap"] == bool(expected) and set(expected) <= set(summary["warnings"])
 
 
 def test_evaluate_returns_the_documented_keys(run, train, tmp_path):
