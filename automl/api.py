@@ -1,14 +1,24 @@
-"""The Python API: ``AutoML``, following scikit-learn's estimator conventions."""
+"""The Python API: ``AutoML``, following scikit-learn's estimator conventions.
+
+After ``fit``: ``classes_`` (classification), ``n_features_in_`` and
+``feature_names_in_``; ``predict_proba`` is an ndarray in ``classes_`` order;
+``score`` is higher-is-better, as scikit-learn's scorers (a loss is negated); its
+tags say classifier or regressor from the task, so ``cross_val_score`` stratifies.
+X may be a DataFrame, a path, or any 2-D array-like (columns named x0, x1, ...).
+"""
 
 from __future__ import annotations
 
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator
+from sklearn.exceptions import NotFittedError
+from sklearn.utils import ClassifierTags, RegressorTags
 
 from automl.artifact import Predictor, load_predictor, model_folder, saved_files
 from automl.data import load_table
@@ -19,6 +29,11 @@ from automl.progress import Progress
 from automl.spec import IN_MEMORY, Spec, build_spec, load_raw_spec
 
 LEADERBOARD_FILE = "leaderboard.csv"
+
+
+class NotFitted(InputError, NotFittedError):
+    """Predicting before fitting: bad input to the command line (exit 2), and scikit-learn's
+    NotFittedError to its machinery."""
 
 
 class AutoML(BaseEstimator):
@@ -68,46 +83,93 @@ class AutoML(BaseEstimator):
                 for key in path[:-1]:
                     node = node.setdefault(key, {})
                 node[path[-1]] = value
-        if not raw.get("output"):
-            raw["output"] = str(Path("runs") / f"{raw.get('name', 'automl')}-{time.strftime('%Y%m%d-%H%M%S')}")
+        if not raw.get("output"):  # unique: clones fitted at once (a grid search) never share a folder
+            stamp = f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
+            raw["output"] = str(Path("runs") / f"{raw.get('name', 'automl')}-{stamp}")
         return build_spec(raw)
 
-    def fit(self, X: pd.DataFrame | str | Path, y: pd.Series | np.ndarray | None = None) -> AutoML:
+    def _task(self) -> str | None:
+        """The task: the fitted model's, else the one set here or in the spec (None: not known yet)."""
+        if hasattr(self, "predictor_"):
+            return self.predictor_.task
+        task = self.task or (self._raw_spec().get("task") if self.spec is not None else None)
+        return task if task in ("binary", "multiclass", "regression") else None
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        task = self._task()
+        if task == "regression":
+            tags.estimator_type, tags.regressor_tags = "regressor", RegressorTags()
+        elif task is not None:
+            tags.estimator_type, tags.classifier_tags = "classifier", ClassifierTags(multi_class=True)
+        tags.input_tags.allow_nan = tags.input_tags.string = tags.input_tags.categorical = True
+        tags.non_deterministic = True  # a time budget: what a fit reaches depends on the machine
+        return tags
+
+    def _frame(self, X: Any) -> pd.DataFrame:
+        """X as a frame: a DataFrame as it is, a path read, an array-like with the columns
+        it was fitted with (x0, x1, ... when it was fitted on an array too)."""
+        if isinstance(X, (str, Path)):
+            return load_table(X)
+        if isinstance(X, pd.DataFrame):
+            return X
+        array = np.asarray(X)
+        if array.ndim != 2:
+            raise InputError(f"X must be a table (2-D); got an array of {array.ndim} dimension(s)")
+        names = getattr(self, "feature_names_in_", None)
+        if names is None or len(names) != array.shape[1]:
+            names = [f"x{i}" for i in range(array.shape[1])]
+        return pd.DataFrame(array, columns=list(names))
+
+    def fit(self, X: Any, y: Any = None) -> AutoML:
         """Fit on a frame holding the target column, or on features ``X`` and labels ``y``."""
-        frame = load_table(X) if isinstance(X, (str, Path)) else X
-        if not isinstance(frame, pd.DataFrame):
-            raise InputError(f"fit expects a pandas DataFrame, got {type(frame).__name__}")
+        for fitted in ("predictor_", "feature_names_in_", "n_features_in_", "classes_"):
+            self.__dict__.pop(fitted, None)  # a second fit starts from nothing the first learnt
+        frame = self._frame(X)
         target = None
         if y is not None:
-            target = self.target or getattr(y, "name", None) or "target"
-            if len(y) != len(frame):
-                raise InputError(f"X has {len(frame)} rows but y has {len(y)}")
-            frame = frame.assign(**{target: np.asarray(y)})
+            labels = np.asarray(y)
+            if labels.ndim != 1 or len(labels) != len(frame):
+                raise InputError(f"y must hold one label per row of X: X has {len(frame)} rows, "
+                                 f"y has shape {labels.shape}")
+            named = self.target or getattr(y, "name", None) or "target"
+            target = _free_name(str(named), [str(c) for c in frame.columns])
+            frame = frame.assign(**{target: labels})
         spec = self.resolved_spec(target)
         result = run_fit(spec, frame, progress=Progress(enabled=self.verbose))
-        self.predictor_ = result.predictor
+        self._set_fitted(result.predictor, [c for c in frame.columns if c != spec.data.target])
         self.leaderboard_ = result.leaderboard
         self.summary_ = result.summary
         self.output_dir_ = result.output_dir
         self.model_dir_ = result.output_dir / "model"
         return self
 
+    def _set_fitted(self, predictor: Predictor, features: list) -> None:
+        self.predictor_ = predictor
+        self.feature_names_in_ = np.asarray([str(c) for c in features], dtype=object)
+        self.n_features_in_ = len(features)
+        if predictor.task != "regression":
+            self.classes_ = np.asarray(predictor.target.classes)
+
     def _fitted(self) -> Predictor:
         if not hasattr(self, "predictor_"):
-            raise InputError("this AutoML is not fitted yet: call fit() or AutoML.load() first")
+            raise NotFitted("this AutoML is not fitted yet: call fit() or AutoML.load() first")
         return self.predictor_
 
-    def predict(self, X: pd.DataFrame | str | Path) -> np.ndarray:
-        return self._fitted().predict(X)
-
-    def predict_proba(self, X: pd.DataFrame | str | Path) -> pd.DataFrame:
-        """Class probabilities, one column per class (named by the class)."""
-        return self._fitted().predict_proba(X)
-
-    def score(self, X: pd.DataFrame | str | Path, y: pd.Series | np.ndarray | None = None) -> float:
-        """The run's metric on labelled data, in the metric's own sign."""
+    def predict(self, X: Any) -> np.ndarray:
         predictor = self._fitted()
-        frame = load_table(X) if isinstance(X, (str, Path)) else X
+        return predictor.predict(self._frame(X))
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        """Class probabilities, an ndarray with one column per class, in ``classes_`` order."""
+        predictor = self._fitted()
+        return predictor.predict_proba(self._frame(X)).to_numpy()
+
+    def score(self, X: Any, y: Any = None) -> float:
+        """The run's metric on labelled data, higher is better: a loss (log_loss, rmse, mae)
+        is negated, as scikit-learn's scorers do, so a grid search picks the best model."""
+        predictor = self._fitted()
+        frame = self._frame(X)
         labels = pd.Series(np.asarray(y)) if y is not None else None
         if labels is None:
             if predictor.target_name not in frame.columns:
@@ -115,7 +177,8 @@ class AutoML(BaseEstimator):
             labels = frame[predictor.target_name]
         encoded = predictor.target.encode(labels.reset_index(drop=True).rename(predictor.target_name))
         metric = get_metric(predictor.metric, predictor.task, predictor.target.positive)
-        return metric.score(encoded, predictor.predict_matrix(frame))
+        value = metric.score(encoded, predictor.predict_matrix(frame))
+        return value if metric.higher_is_better else -value
 
     def leaderboard(self) -> pd.DataFrame:
         self._fitted()
@@ -134,10 +197,18 @@ class AutoML(BaseEstimator):
         """An AutoML ready to predict, from a model folder (or the run folder above it)."""
         predictor = load_predictor(folder)
         model = cls(target=predictor.target_name, metric=predictor.metric, verbose=False)
-        model.predictor_ = predictor
+        model._set_fitted(predictor, [info.name for info in predictor.schema.columns])
         model.model_dir_ = model_folder(folder)
         folder = Path(folder)
         boards = [folder / LEADERBOARD_FILE, folder.parent / LEADERBOARD_FILE]
         found = next((b for b in boards if b.is_file()), None)
         model.leaderboard_ = pd.read_csv(found) if found else None
         return model
+
+
+def _free_name(name: str, taken: list[str]) -> str:
+    """``name``, or ``name`` with underscores added until no column of ``taken`` has it:
+    the labels given as y never overwrite a feature that happens to share their name."""
+    while name in taken:
+        name += "_"
+    return name

@@ -19,17 +19,20 @@ def test_round_trip_fit_save_load_same_predictions(tmp_path, multiclass_frame):
     model.fit(train)
     labels = model.predict(test)
     proba = model.predict_proba(test)
-    assert list(proba.columns) == ["setosa", "versicolor", "virginica"]
+    assert isinstance(proba, np.ndarray) and list(model.classes_) == ["setosa", "versicolor", "virginica"]
+    assert (model.classes_[proba.argmax(axis=1)] == labels).all()  # columns in classes_ order
     np.testing.assert_allclose(proba.sum(axis=1), 1.0)
+    assert model.n_features_in_ == 4 and list(model.feature_names_in_) == list(test.columns.drop("target"))
     assert (labels == test["target"].to_numpy()).mean() > 0.85
-    assert model.score(test) < 0.5  # log_loss, the multiclass default: far better than chance (1.1)
+    assert model.score(test) > -0.5  # negated log_loss, the multiclass default: far better than chance (-1.1)
     board = model.leaderboard()
     assert set(SCORE_COLUMNS) <= set(board.columns) and board.loc[0, "rank"] == 1
 
     model.save(tmp_path / "saved")
     loaded = AutoML.load(tmp_path / "saved")
     np.testing.assert_array_equal(loaded.predict(test), labels)
-    pd.testing.assert_frame_equal(loaded.predict_proba(test), proba)
+    np.testing.assert_array_equal(loaded.predict_proba(test), proba)
+    assert list(loaded.classes_) == list(model.classes_) and loaded.n_features_in_ == 4
     assert loaded.leaderboard()["model"].tolist() == board["model"].tolist()
     # the run folder itself loads too, and predicts from that folder alone
     np.testing.assert_array_equal(AutoML.load(tmp_path / "run").predict(test), labels)
@@ -43,7 +46,8 @@ def test_fit_X_y_regression(tmp_path, regression_frame):
     predictions = model.predict(X)
     assert predictions.shape == (len(X),) and np.isfinite(predictions).all()
     assert set(model.leaderboard()["family"]) <= {"lightgbm", "linear", "ensemble"}
-    assert model.score(X, y) < y.std()  # rmse better than predicting the mean
+    assert -y.std() < model.score(X, y) < 0  # negated rmse, better than predicting the mean
+    assert not hasattr(model, "classes_") and model.n_features_in_ == X.shape[1]
 
 
 def test_prediction_input_checked_against_schema(tmp_path, binary_frame):

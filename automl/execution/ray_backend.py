@@ -151,7 +151,10 @@ class RayExecutor(Executor):
             else:
                 self._start_private(cpus, gpus)
         self._slots = trial_slots(ray.cluster_resources().get("CPU", 1), cpus, cpus_per_trial)
-        self._remote = ray.remote(max_retries=TASK_RETRIES)(_run_placed)
+        # On a cluster, trials spread over its nodes: Ray's default packs them onto the
+        # driver's node while it has room, and a busy head node then ran every trial.
+        strategy = "SPREAD" if address else "DEFAULT"
+        self._remote = ray.remote(max_retries=TASK_RETRIES, scheduling_strategy=strategy)(_run_placed)
         self._mailbox = self._questions = None
         """Started with the first ``report_link``: a run validated on one split never asks."""
         self.warnings: list[str] = []
