@@ -29,7 +29,7 @@ import pandas as pd
 from automl import atomic
 from automl.data import FeatureSchema, TargetEncoder, load_table, named_columns
 from automl.errors import DataWarning, InputError
-from automl.trial import predict_matrix
+from automl.prediction import blend
 
 FORMAT_VERSION = 1
 MODEL_FILE, META_FILE, MANIFEST_FILE = "model.joblib", "meta.json", "manifest.json"
@@ -81,8 +81,8 @@ class Predictor:
     def predict_matrix(self, data: pd.DataFrame | str | Path) -> np.ndarray:
         """Weighted average of the members: probabilities (n, k) or values (n,)."""
         X = self._features(data)
-        k = self.target.n_classes
-        return sum(m.weight * predict_matrix(m.estimator, X, self.task, k) for m in self.members)
+        return blend([m.estimator for m in self.members], [m.weight for m in self.members], X, self.task,
+                     self.target.n_classes)
 
     def predict_proba(self, data: pd.DataFrame | str | Path) -> pd.DataFrame:
         if self.task == "regression":

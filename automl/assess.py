@@ -18,7 +18,8 @@ import pandas as pd
 from sklearn.inspection import permutation_importance
 
 from automl.metrics import Metric, score_or_nan
-from automl.trial import COMPLETE, TrialOutcome, predict_matrix
+from automl.prediction import blend
+from automl.trial import COMPLETE, TrialOutcome
 
 LARGE_GAP_SHARE = 0.05
 """A gap between two scores is large when it passes this share of the CV score's size
@@ -51,13 +52,6 @@ def gap_warnings(model: str, train: float, cv: float, cv_std: float, holdout: fl
     return notes
 
 
-def weighted_mean(predictions: list[np.ndarray | None], weights: list[float]) -> np.ndarray | None:
-    """The ensemble's prediction from its members' (None when a member has none)."""
-    if any(p is None for p in predictions):
-        return None
-    return sum(w * p for p, w in zip(predictions, weights, strict=True))
-
-
 @dataclass
 class Diagnostics:
     """The labels and predictions behind the report's plots and the fairness table."""
@@ -79,8 +73,7 @@ class FittedMembers:
         return self
 
     def predict_matrix(self, X: pd.DataFrame) -> np.ndarray:
-        return sum(w * predict_matrix(e, X, self.task, self.n_classes)
-                   for e, w in zip(self.estimators, self.weights, strict=True))
+        return blend(self.estimators, self.weights, X, self.task, self.n_classes)
 
 
 @dataclass

@@ -5,7 +5,8 @@ ensemble weighted on those predictions is exactly the ensemble that predicts
 when its members are the fold models (as AutoGluon bags). Keeping them costs
 no fitting time, where a refit on all rows costs one fit per member. Workers
 return them serialised, and only while small enough to ship
-(MAX_FOLD_MODELS_BYTES): a large forest is refit instead.
+(MAX_FOLD_MODELS_BYTES): a large forest is refit instead. The bagged model itself,
+which ships with a saved model, is ``automl.prediction.BaggedModel``.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import io
 import pickle
 from typing import Any
 
-import numpy as np
+from automl.prediction import BaggedModel  # noqa: F401 -- models saved before it moved unpickle by this name
 
 MAX_FOLD_MODELS_BYTES = 32 * 2**20
 """Fold models of one trial above this size are not kept (they would crowd the object store)."""
@@ -60,41 +61,3 @@ class FoldModelPacker:
         blob = buffer.getvalue()
         self._left -= len(blob)
         self.packed.append(blob)
-
-
-def with_threads(model: Any, n_jobs: int) -> Any:
-    """``model`` with the thread counts its family set (``n_jobs`` parameters holding a
-    number, a pipeline's steps included) raised to ``n_jobs``. Those left at None stay:
-    for a ColumnTransformer, say, a number would mean a pool of processes."""
-    if hasattr(model, "get_params"):
-        params = model.get_params(deep=True)
-        keys = [k for k, v in params.items() if (k == "n_jobs" or k.endswith("__n_jobs")) and isinstance(v, int)]
-        model.set_params(**{key: n_jobs for key in keys})
-    return model
-
-
-class BaggedModel:
-    """Averages the predictions of k fold models; predicts like one estimator.
-
-    ``classes_`` covers every class even when a fold never saw one, so the
-    probabilities line up with the run's class order."""
-
-    def __init__(self, models: list[Any], task: str, n_classes: int):
-        self.models = models
-        self.task = task
-        self.classes_ = np.arange(n_classes)
-
-    @classmethod
-    def from_packed(cls, packed: list[bytes], task: str, n_classes: int, n_jobs: int = 1) -> BaggedModel:
-        """The fold models, set to predict with ``n_jobs`` threads (workers fit them with one)."""
-        return cls([with_threads(pickle.loads(blob), n_jobs) for blob in packed], task, n_classes)
-
-    def predict_proba(self, X) -> np.ndarray:
-        from automl.trial import predict_matrix
-
-        return np.mean([predict_matrix(m, X, self.task, len(self.classes_)) for m in self.models], axis=0)
-
-    def predict(self, X) -> np.ndarray:
-        if self.task == "regression":
-            return np.mean([np.asarray(m.predict(X), dtype=float) for m in self.models], axis=0)
-        return self.classes_[np.argmax(self.predict_proba(X), axis=1)]

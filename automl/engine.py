@@ -41,7 +41,6 @@ from automl.assess import (
     feature_importance,
     gap_warnings,
     holdout_scores,
-    weighted_mean,
 )
 from automl.checkpoint import ELAPSED_ATTR, FINGERPRINT_ATTR, TRIALS_DIR, OutcomeStore, fingerprint
 from automl.data import (
@@ -71,6 +70,7 @@ from automl.planner import (
     memory_budget_bytes,
     plan,
 )
+from automl.prediction import BaggedModel, weighted_mean
 from automl.profile import DataProfile, profile_data
 from automl.progress import Progress
 from automl.report import write_report
@@ -338,7 +338,7 @@ class Run:
         with threadpool_limits(limits=n_jobs):
             for index, (outcome, weight) in enumerate(zip(members, weights, strict=True)):
                 if self.final_model == "bagged":
-                    estimator = bagging.BaggedModel.from_packed(outcome.fold_models, data.task,
+                    estimator = BaggedModel.from_packed(outcome.fold_models, data.task,
                                                                 data.target.n_classes, n_jobs)
                 else:
                     family = get_family(outcome.family)

@@ -23,6 +23,7 @@ from automl.data import TrainingData
 from automl.errors import short_traceback
 from automl.metrics import get_metric, score_or_nan
 from automl.models import get_family
+from automl.prediction import predict_matrix
 from automl.validation import Folds, empty_oof
 
 FIT_SHARE_OF_LIMIT = 0.7
@@ -112,16 +113,6 @@ class TrialOutcome:
     def train_score(self) -> float:
         finite = [s for s in self.train_scores if np.isfinite(s)]
         return float(np.mean(finite)) if finite else float("nan")
-
-
-def predict_matrix(estimator, X, task: str, n_classes: int) -> np.ndarray:
-    """Probabilities over every class (columns 0..k-1) or regression values."""
-    if task == "regression":
-        return np.asarray(estimator.predict(X), dtype=float)
-    proba = estimator.predict_proba(X)
-    full = np.zeros((len(X), n_classes))
-    full[:, np.asarray(estimator.classes_, dtype=int)] = proba
-    return full
 
 
 def run_trial(workload: Workload, spec: TrialSpec) -> TrialOutcome:

@@ -11,8 +11,8 @@ from sklearn.linear_model import LinearRegression, LogisticRegression
 from sklearn.pipeline import make_pipeline
 
 from automl import AutoML, bagging
-from automl.bagging import BaggedModel, FoldModelPacker
-from automl.trial import predict_matrix
+from automl.bagging import FoldModelPacker
+from automl.prediction import BaggedModel, predict_matrix, with_threads
 
 
 def _packed(models, limit):
@@ -35,7 +35,7 @@ def test_pack_keeps_models_under_the_limit_only():
 
 def test_with_threads_raises_numeric_thread_counts_only():
     pipeline = make_pipeline(make_column_transformer(("passthrough", [0])), RandomForestClassifier(n_jobs=1))
-    bagging.with_threads(pipeline, 4)
+    with_threads(pipeline, 4)
     params = pipeline.get_params(deep=True)
     assert params["columntransformer__n_jobs"] is None  # a number here would start a pool of processes
     assert [v for k, v in params.items() if k.endswith("n_jobs") and v is not None] == [4]

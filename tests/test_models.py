@@ -24,8 +24,9 @@ from automl.errors import InputError
 from automl.metrics import get_metric
 from automl.models import ModelFamily, family_names, get_family
 from automl.models.base import ALL_TASKS
+from automl.prediction import predict_matrix
 from automl.preprocessing import category_codes
-from automl.trial import COMPLETE, FAILED, PRUNED, TrialSpec, Workload, predict_matrix, run_trial
+from automl.trial import COMPLETE, FAILED, PRUNED, TrialSpec, Workload, run_trial
 from automl.validation import make_folds
 
 N_TRAIN = 160

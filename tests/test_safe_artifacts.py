@@ -5,6 +5,9 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from sklearn.linear_model import LogisticRegression
@@ -115,3 +118,15 @@ def test_a_model_that_cannot_be_unpickled_is_refused_with_the_reason(saved, monk
     monkeypatch.setattr("automl.artifact.joblib.load", missing_library)
     with pytest.raises(InputError, match="cannot load .*: ModuleNotFoundError: No module named 'torch'"):
         load_predictor(saved)
+
+
+def test_a_saved_model_loads_and_predicts_without_the_search_code(saved, tmp_path, binary_frame):
+    binary_frame.to_csv(tmp_path / "rows.csv", index=False)
+    rows = str(tmp_path / "rows.csv")
+    script = (f"import sys; from automl.artifact import load_predictor; import pandas as pd; "
+              f"load_predictor({str(saved)!r}).predict(pd.read_csv({rows!r})); "
+              "print(sorted(m for m in ('optuna', 'automl.search', 'automl.trial', 'ray') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          cwd=Path(__file__).resolve().parents[1])
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"

@@ -1,0 +1,71 @@
+"""Predicting with fitted models: one estimator's class-aligned matrix, a weighted blend
+of members, and the bagged fold models (``BaggedModel``).
+
+The shipped ``Predictor`` needs only this module (and the model libraries), not the
+search: a saved model loads and predicts without importing Optuna or the trial code.
+"""
+
+from __future__ import annotations
+
+import pickle
+from typing import Any
+
+import numpy as np
+
+
+def predict_matrix(estimator, X, task: str, n_classes: int) -> np.ndarray:
+    """Probabilities over every class (columns 0..k-1) or regression values."""
+    if task == "regression":
+        return np.asarray(estimator.predict(X), dtype=float)
+    proba = estimator.predict_proba(X)
+    full = np.zeros((len(X), n_classes))
+    full[:, np.asarray(estimator.classes_, dtype=int)] = proba
+    return full
+
+
+def weighted_mean(predictions: list[np.ndarray | None], weights: list[float]) -> np.ndarray | None:
+    """The blend of members' predictions, weighted (None when a member has none)."""
+    if any(p is None for p in predictions):
+        return None
+    return sum(w * p for p, w in zip(predictions, weights, strict=True))
+
+
+def blend(estimators: list[Any], weights: list[float], X, task: str, n_classes: int) -> np.ndarray:
+    """The weighted blend of fitted estimators' predictions for ``X``."""
+    return weighted_mean([predict_matrix(e, X, task, n_classes) for e in estimators], weights)
+
+
+def with_threads(model: Any, n_jobs: int) -> Any:
+    """``model`` with the thread counts its family set (``n_jobs`` parameters holding a
+    number, a pipeline's steps included) raised to ``n_jobs``. Those left at None stay:
+    for a ColumnTransformer, say, a number would mean a pool of processes."""
+    if hasattr(model, "get_params"):
+        params = model.get_params(deep=True)
+        keys = [k for k, v in params.items() if (k == "n_jobs" or k.endswith("__n_jobs")) and isinstance(v, int)]
+        model.set_params(**{key: n_jobs for key in keys})
+    return model
+
+
+class BaggedModel:
+    """Averages the predictions of k fold models; predicts like one estimator.
+
+    ``classes_`` covers every class even when a fold never saw one, so the
+    probabilities line up with the run's class order."""
+
+    def __init__(self, models: list[Any], task: str, n_classes: int):
+        self.models = models
+        self.task = task
+        self.classes_ = np.arange(n_classes)
+
+    @classmethod
+    def from_packed(cls, packed: list[bytes], task: str, n_classes: int, n_jobs: int = 1) -> BaggedModel:
+        """The fold models, set to predict with ``n_jobs`` threads (workers fit them with one)."""
+        return cls([with_threads(pickle.loads(blob), n_jobs) for blob in packed], task, n_classes)
+
+    def predict_proba(self, X) -> np.ndarray:
+        return np.mean([predict_matrix(m, X, self.task, len(self.classes_)) for m in self.models], axis=0)
+
+    def predict(self, X) -> np.ndarray:
+        if self.task == "regression":
+            return np.mean([np.asarray(m.predict(X), dtype=float) for m in self.models], axis=0)
+        return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
