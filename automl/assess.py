@@ -10,7 +10,7 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -59,6 +59,20 @@ class Diagnostics:
     y: np.ndarray
     prediction: np.ndarray
     source: str
+
+
+@dataclass
+class Checks:
+    """What the run learnt about its models after the search."""
+
+    holdout: dict[str, Any] | None
+    """The final model's scores on the holdout (None without one)."""
+    row_holdout: dict[int, float]
+    ensemble_holdout: float
+    diagnostics: Diagnostics
+    importance: Importance
+    fairness: dict[str, Any] | None
+    warnings: list[str] = field(default_factory=list)
 
 
 # -- feature importance --------------------------------------------------------

@@ -23,7 +23,7 @@ import shutil
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -35,9 +35,9 @@ from threadpoolctl import threadpool_limits
 from automl import atomic, bagging
 from automl.artifact import Member, Predictor, library_versions
 from automl.assess import (
+    Checks,
     Diagnostics,
     FittedMembers,
-    Importance,
     feature_importance,
     gap_warnings,
     holdout_scores,
@@ -646,20 +646,6 @@ def _search_and_finish(run: Run, inputs: Inputs) -> tuple[Predictor, pd.DataFram
         run.progress.warn(warning)
     run.progress.finish(leaderboard.iloc[0], checks.holdout, run.elapsed())
     return predictor, leaderboard, summary
-
-
-@dataclass
-class Checks:
-    """What the run learnt about its models after the search (see ``automl.assess``)."""
-
-    holdout: dict[str, Any] | None
-    """The final model's scores on the holdout (None without one)."""
-    row_holdout: dict[int, float]
-    ensemble_holdout: float
-    diagnostics: Diagnostics
-    importance: Importance
-    fairness: dict[str, Any] | None
-    warnings: list[str] = field(default_factory=list)
 
 
 def assess_run(run: Run, inputs: Inputs, predictor: Predictor, members: list[TrialOutcome],

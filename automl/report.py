@@ -11,7 +11,7 @@ import base64
 import html
 import io
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -20,13 +20,10 @@ from matplotlib.figure import Figure  # no pyplot: no GUI backend, no global sta
 from sklearn.metrics import confusion_matrix, roc_curve
 
 from automl import atomic
-from automl.assess import Diagnostics, Importance
+from automl.assess import Checks, Diagnostics, Importance
 from automl.metrics import Metric
 from automl.profile import profile_html
 from automl.trial import COMPLETE, TrialOutcome
-
-if TYPE_CHECKING:
-    from automl.engine import Checks
 
 STYLE = ("body{font-family:sans-serif;margin:2em;max-width:75em} table{border-collapse:collapse;margin:.5em 0} "
          "td,th{border:1px solid #ccc;padding:3px 8px;text-align:left;font-size:13px} "
