@@ -11,15 +11,23 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 from sklearn.inspection import permutation_importance
 
+from automl.budget import WRITE_MARGIN_S, importance_limit_s
+from automl.evaluate import scores_of
+from automl.fairness import fairness_report
 from automl.metrics import Metric, score_or_nan
-from automl.prediction import blend
+from automl.prediction import blend, weighted_mean
 from automl.trial import COMPLETE, TrialOutcome
+
+if TYPE_CHECKING:
+    from automl.artifact import Predictor
+    from automl.engine import Run
+    from automl.inputs import Inputs
 
 LARGE_GAP_SHARE = 0.05
 """A gap between two scores is large when it passes this share of the CV score's size
@@ -126,3 +134,56 @@ def feature_importance(model: FittedMembers, X: pd.DataFrame, y: np.ndarray, sou
     table = [{"feature": str(X.columns[i]), "importance": float(result.importances_mean[i]),
               "std": float(result.importances_std[i])} for i in order]
     return Importance(table, source, f"{len(X)} rows, {repeats} repeat(s)")
+
+
+def assess_run(run: Run, inputs: Inputs, predictor: Predictor, members: list[TrialOutcome],
+               weights: list[float], holdout_X: pd.DataFrame | None) -> Checks:
+    """Holdout scores (every trial and the final model), diagnostics, feature importance and
+    fairness: on the holdout when there is one, otherwise out of fold."""
+    data, metric, spec = inputs.data, inputs.metric, run.spec
+    estimators = FittedMembers([m.estimator for m in predictor.members], weights, data.task, data.target.n_classes)
+    if holdout_X is not None:
+        y = data.target.encode(inputs.holdout[spec.data.target])
+        member_mean = weighted_mean([m.holdout_prediction for m in members], weights)
+        bagged_prediction = member_mean if run.final_model == "bagged" else None  # what the model predicts
+        prediction = bagged_prediction if bagged_prediction is not None else estimators.predict_matrix(holdout_X)
+        holdout = scores_of(predictor, y, prediction)
+        ensemble_holdout = score_or_nan(metric, y, member_mean) if member_mean is not None else float("nan")
+        diagnostics = Diagnostics(y, prediction, "holdout")
+        sensitive = inputs.holdout[spec.data.sensitive].reset_index(drop=True)
+        importance_on = (_importance_model(run, inputs, predictor, weights), holdout_X, y, "holdout")
+    else:
+        covered = inputs.folds.covered
+        holdout, ensemble_holdout = None, float("nan")
+        diagnostics = Diagnostics(data.y[covered], weighted_mean([m.oof for m in members], weights)[covered],
+                                  "out-of-fold predictions")
+        sensitive = data.sensitive[covered].reset_index(drop=True) if data.sensitive is not None else None
+        importance_on = _importance_rows_without_holdout(run, inputs, predictor, weights)
+    time_left = max(0.0, run.hard_deadline - time.monotonic() - WRITE_MARGIN_S)
+    importance = feature_importance(*importance_on, metric=metric, time_limit_s=min(importance_limit_s(spec),
+                                                                                     time_left), seed=spec.seed)
+    fairness = (fairness_report(diagnostics.y, diagnostics.prediction, sensitive, data.task, metric,
+                                diagnostics.source) if spec.data.sensitive else None)
+    row_holdout = holdout_scores(run.outcomes, diagnostics.y, metric) if holdout is not None else {}
+    return Checks(holdout, row_holdout, ensemble_holdout, diagnostics, importance, fairness)
+
+
+def _importance_rows_without_holdout(run: Run, inputs: Inputs, predictor: Predictor, weights: list[float]):
+    """Rows no model saw: the first fold's validation rows, predicted by the members' first
+    fold models when they were bagged; otherwise the training rows, and the source says so."""
+    data = inputs.data
+    model = _importance_model(run, inputs, predictor, weights)
+    if run.final_model == "bagged":
+        _, valid_idx = inputs.folds.splits[0]
+        return model, data.X.iloc[valid_idx], data.y[valid_idx], "CV fold 1 (rows its models never saw)"
+    return model, data.X, data.y, "training rows (the model was fit on them: importance may be overstated)"
+
+
+def _importance_model(run: Run, inputs: Inputs, predictor: Predictor, weights: list[float]) -> FittedMembers:
+    """The model whose permutation importance is measured: a bagged model's first fold
+    models (k times cheaper to predict with than all k, and the same kind of model),
+    otherwise the final members."""
+    data = inputs.data
+    bagged = run.final_model == "bagged"
+    estimators = [m.estimator.models[0] if bagged else m.estimator for m in predictor.members]
+    return FittedMembers(estimators, weights, data.task, data.target.n_classes)

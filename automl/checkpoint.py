@@ -21,9 +21,12 @@ from pathlib import Path
 from typing import Any
 
 import joblib
+import optuna
 import pandas as pd
 
 from automl import atomic
+from automl.errors import InputError
+from automl.spec import Spec
 from automl.trial import TrialOutcome
 
 TRIALS_DIR = "trials"
@@ -68,3 +71,38 @@ def fingerprint(spec_dump: dict[str, Any], frame: pd.DataFrame, holdout: pd.Data
             digest.update(str(table.shape).encode())
             digest.update(pd.util.hash_pandas_object(table, index=False).to_numpy().tobytes())
     return digest.hexdigest()
+
+
+def _study_names(spec: Spec) -> list[str]:
+    """The studies in the output folder's study.db (none when there is no file)."""
+    path = spec.output_dir / "study.db"
+    return optuna.get_all_study_names(storage=storage_url(str(path))) if path.is_file() else []
+
+
+def holds_study(spec: Spec) -> bool:
+    """Whether the output folder's study.db holds this spec's study (a run killed while
+    starting may leave the file without it)."""
+    return spec.name in _study_names(spec)
+
+
+def refuse_another_study(spec: Spec) -> None:
+    """A resume must not start afresh over another run's study: a spec file renamed
+    changes the run's name (its default), and starting would delete that run."""
+    others = _study_names(spec)
+    if others:
+        raise InputError(f"{spec.output_dir} holds the run '{others[0]}', not '{spec.name}' (the spec's name, "
+                         "by default its file's): resume it under that name, or start afresh with --overwrite")
+
+
+def resumable_run(spec: Spec, expected_fingerprint: str) -> float:
+    """Check the output folder holds a run of this spec and data to resume; returns
+    the seconds it had spent (refuses, with InputError, anything else)."""
+    study = optuna.load_study(study_name=spec.name, storage=storage_url(str(spec.output_dir / "study.db")))
+    if study.user_attrs.get(FINGERPRINT_ATTR) not in (None, expected_fingerprint):
+        raise InputError(f"the run in {spec.output_dir} was made from another spec or other data; "
+                         "resume it with the same ones, or start afresh with --overwrite")
+    return float(study.user_attrs.get(ELAPSED_ATTR, 0.0))
+
+
+def storage_url(path: str) -> str:
+    return f"sqlite:///{path}"

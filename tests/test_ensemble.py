@@ -9,8 +9,9 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from automl.engine import ENSEMBLE_CANDIDATES, Run
+from automl.engine import Run
 from automl.ensemble import fold_scores, select_ensemble
+from automl.final_model import ENSEMBLE_CANDIDATES, ensemble_candidates, select_members
 from automl.metrics import get_metric
 from automl.planner import plan
 from automl.progress import Progress
@@ -208,7 +209,7 @@ def test_each_familys_best_trial_is_an_ensemble_candidate(rng):
     run = _run()
     run.outcomes = [_outcome(i, "lightgbm", y, 0.1 + 0.05 * i, rng) for i in range(12)]
     run.outcomes += [_outcome(20, "knn", y, 0.9, rng), _outcome(21, "knn", y, 1.0, rng)]
-    candidates = run.ensemble_candidates(get_metric("rmse", "regression"))
+    candidates = ensemble_candidates(run, get_metric("rmse", "regression"))
     assert [c.number for c in candidates] == [*range(ENSEMBLE_CANDIDATES), 20]
 
 
@@ -224,12 +225,12 @@ def test_when_refitting_the_ensemble_would_overrun_it_is_made_of_the_kept_fold_m
     folds = make_folds("regression", y, 5, seed=0)
     data = SimpleNamespace(y=y)
     run.hard_deadline = time.monotonic() + 1000
-    members, _, _ = run.select_members(data, folds, metric)
+    members, _, _ = select_members(run, data, folds, metric)
     assert best in members and run.ensemble_note == f"{len(members)} members"
     run.hard_deadline = time.monotonic()  # no time for any refit
-    members, weights, fold_scores_ = run.select_members(data, folds, metric)
+    members, weights, fold_scores_ = select_members(run, data, folds, metric)
     assert sorted(m.number for m in members) == [1, 2] and "fold models were kept" in run.ensemble_note
     assert np.mean(fold_scores_) < best.cv_score
     run.outcomes[2].oof = run.outcomes[1].oof  # no kept blend beats the best: it stands alone
-    members, _, _ = run.select_members(data, folds, metric)
+    members, _, _ = select_members(run, data, folds, metric)
     assert members == [best] and run.ensemble_note.startswith("skipped:")

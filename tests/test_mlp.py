@@ -116,7 +116,7 @@ def test_the_driver_imports_torch_once_an_mlp_may_join_the_final_model():
 
     code = """
 import sys
-from automl.engine import import_model_modules
+from automl.final_model import import_model_modules
 from automl.trial import COMPLETE, TrialOutcome
 assert "torch" not in sys.modules, "the engine imports torch by itself"
 assert import_model_modules([TrialOutcome(0, "linear", {}, COMPLETE), TrialOutcome(1, "lightgbm", {}, COMPLETE)]) == []

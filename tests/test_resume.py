@@ -120,17 +120,17 @@ def test_resume_refuses_what_it_cannot_resume(tmp_path, binary_frame):
 
 
 def test_a_study_file_without_the_study_holds_nothing_to_resume(tmp_path, binary_frame):
-    from automl.engine import _holds_study
+    from automl.checkpoint import holds_study
     from automl.spec import load_spec
 
     spec = load_spec(write_spec(tmp_path, binary_frame))
-    assert not _holds_study(spec)  # no study.db
+    assert not holds_study(spec)  # no study.db
     (tmp_path / "run").mkdir()
     storage = f"sqlite:///{tmp_path / 'run' / 'study.db'}"
     optuna.create_study(study_name="another", storage=storage)  # a killed start leaves tables, no study
-    assert not _holds_study(spec)
+    assert not holds_study(spec)
     optuna.create_study(study_name=spec.name, storage=storage)
-    assert _holds_study(spec)
+    assert holds_study(spec)
 
 
 def test_resume_refuses_to_start_afresh_over_a_run_of_another_name(tmp_path, binary_frame, capsys):

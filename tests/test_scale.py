@@ -16,6 +16,7 @@ from sklearn.datasets import make_classification
 
 from automl.data import prepare_training
 from automl.engine import Run, run_fit
+from automl.final_model import final_members
 from automl.metrics import get_metric
 from automl.models import get_family
 from automl.models import lightgbm as lightgbm_module
@@ -183,10 +184,10 @@ def test_the_search_waits_for_the_ensembles_refits_only_while_they_are_cheap():
 
     run.outcomes = [trial(0, 0.98, 20.0, bagged=True), trial(1, 0.97, 10.0, bagged=False),
                     trial(2, 0.96, 10.0, bagged=False)]
-    cheap = run.search_deadline(metric, refit_share=1.0)
+    cheap = run.search_deadline(run.likely_members(metric), refit_share=1.0)
     assert cheap == pytest.approx(300 - run.end_reserve_s() - 40.0)  # all three refit (40 s): waited for
     run.outcomes[2].fit_time_s = 60.0  # 90 s, over 20% of the budget: only the best (bagged: no refit)
-    assert run.search_deadline(metric, refit_share=1.0) == pytest.approx(300 - run.end_reserve_s())
+    assert run.search_deadline(run.likely_members(metric), refit_share=1.0) == pytest.approx(300 - run.end_reserve_s())
 
 
 def test_a_refit_stops_growing_in_time_for_the_end_phase(table):
@@ -197,7 +198,7 @@ def test_a_refit_stops_growing_in_time_for_the_end_phase(table):
     run.hard_deadline = time.monotonic()  # no time left: one step of the forest, not its 400 trees
     data = prepare_training(X.assign(y=y), "y", "binary")
     params = {**get_family("extra_trees").default_params("binary"), "n_estimators": 400}
-    member, = run.final_members(data, [TrialOutcome(0, "extra_trees", params, COMPLETE, fold_scores=[0.9])], [1.0])
+    member, = final_members(run, data, [TrialOutcome(0, "extra_trees", params, COMPLETE, fold_scores=[0.9])], [1.0])
     assert run.final_model == "refit" and len(member.estimator[-1].estimators_) == 400 // 8
 
 

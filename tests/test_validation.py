@@ -178,7 +178,7 @@ def test_fewer_stratified_folds_than_asked_for_say_so():
 
 @pytest.mark.parametrize("column", ["time", "groups"])
 def test_a_carved_holdout_keeps_groups_whole_and_is_the_latest_period(column):
-    from automl.engine import _split_holdout
+    from automl.inputs import split_holdout
     from automl.spec import build_spec
 
     rng = np.random.default_rng(0)
@@ -187,7 +187,7 @@ def test_a_carved_holdout_keeps_groups_whole_and_is_the_latest_period(column):
                           "y": rng.integers(0, 2, n)})
     data = {"train": "x.csv", "target": "y", **({"time": "day"} if column == "time" else {"groups": "team"})}
     spec = build_spec({"data": data, "validation": {"test_size": 0.25}})
-    train, test = _split_holdout(frame, spec, "binary")
+    train, test = split_holdout(frame, spec, "binary")
     assert len(train) + len(test) == n and 0.15 * n < len(test) < 0.35 * n
     if column == "time":
         assert train["day"].max() < test["day"].min()

@@ -1,0 +1,144 @@
+"""Budget policy for a fit's end phase: what stopping, ensemble selection, refits,
+checks and writing may take, and so when the search must stop (``RunClock``).
+
+Each reserve is measured, not guessed (the figures sit next to each constant); the
+planner (``automl.planner``) owns the other half of the budget policy: per-trial
+limits, the time a first model must come within, and the rows and threads a trial gets.
+"""
+
+from __future__ import annotations
+
+import time
+
+from automl.planner import (
+    MemoryBudget,
+    memory_budget_bytes,
+)
+from automl.spec import Spec
+from automl.trial import TrialOutcome, Workload
+
+SELECT_SHARE, SELECT_MAX_S = 0.05, 1.0
+"""The ensemble selection's time limit: this share of the budget, at most SELECT_MAX_S
+(it took 0.4-1.1 s with 10 candidates on 2 cores; it keeps what it has at its limit)."""
+
+
+WRITE_MARGIN_S = 1.0
+"""Kept back at the very end for writing the model, leaderboard, run.json and report
+(0.35-0.7 s measured, plots included; the plotting library is imported with the engine)."""
+
+
+ASSEMBLY_MARGIN_S = 0.5
+"""Putting the final model together (unpacking 15 bagged fold models took 0.5 s on adult)."""
+
+
+CHECKS_MARGIN_S = 1.0
+"""Holdout scores for every row and fairness, with a holdout or sensitive columns (0.6 s
+for adult's 16k holdout rows and two sensitive columns)."""
+
+
+IMPORTANCE_SHARE, IMPORTANCE_MIN_S, IMPORTANCE_MAX_S = 0.05, 0.5, 10.0
+"""Permutation importance gets this share of the budget, within these bounds (it is reserved)."""
+
+
+ENSEMBLE_RESERVE_SHARE = 0.2
+"""The search stops early to leave time for refitting the likely ensemble's members only
+while that takes at most this share of the budget: at 1M rows, refitting two forests and
+HGB was estimated at 137 s of 300, the search stopped at 160 s, and the ensemble was
+then skipped anyway for a bagged LightGBM that needed no refit."""
+
+
+MIN_SEARCH_S = 5.0
+"""The search gets at least this long to make a first model, even when loading the data
+took the whole budget (a budget of a few seconds; the first worker may wait for its
+model libraries' imports, 3-5 s on a loaded 2-core machine): the run reports its overrun."""
+
+
+def refit_estimate_s(outcome: TrialOutcome, refit_share: float) -> float:
+    """Seconds to fit a configuration on all rows, from its fold fits (``Folds.refit_share``)."""
+    return outcome.fit_time_s * refit_share
+
+
+def all_bagged(members: list[TrialOutcome]) -> bool:
+    return all(m.fold_models is not None for m in members)
+
+
+def final_cost_s(members: list[TrialOutcome], refit_share: float, holdout_share: float = 0.0) -> float:
+    """Seconds to make the final model from ``members`` and score it on the holdout:
+    nothing when their fold models were all kept (the trials already predicted the
+    holdout with them), otherwise one fit on all rows each and a holdout prediction
+    (from the trials' prediction times: their validation rows add up to all rows)."""
+    if all_bagged(members):
+        return 0.0
+    return sum(refit_estimate_s(m, refit_share) + m.predict_time_s * holdout_share for m in members)
+
+
+def select_limit_s(spec: Spec) -> float:
+    return min(SELECT_MAX_S, SELECT_SHARE * spec.budget.time_s)
+
+
+def importance_limit_s(spec: Spec) -> float:
+    """Seconds for permutation importance: IMPORTANCE_SHARE of the budget, within bounds."""
+    return min(IMPORTANCE_MAX_S, max(IMPORTANCE_MIN_S, IMPORTANCE_SHARE * spec.budget.time_s))
+
+
+def memory_budget(spec: Spec, workload: Workload, slots: int) -> MemoryBudget:
+    """Each trial's share of ``budget.memory_gb`` (see ``MemoryBudget``)."""
+    data, folds = workload.data, workload.folds
+    data_bytes = data.X.memory_usage(deep=True).sum() + data.y.nbytes
+    if workload.holdout is not None:
+        data_bytes += workload.holdout.memory_usage(deep=True).sum()
+    train_rows = max(len(train_idx) for train_idx, _ in folds.splits)
+    return MemoryBudget.share(memory_budget_bytes(spec.budget.memory_gb), float(data_bytes), slots, train_rows,
+                              data.X.shape[1], data.target.n_classes, len(folds))
+
+
+class RunClock:
+    """A fit's clock: its hard deadline, and when the search must stop so that the end
+    phase (stopping, selection, refits, checks, writing) has the time it needs."""
+
+    def __init__(self, spec: Spec, started: float, spent_before_s: float = 0.0):
+        self.spec = spec
+        self.started = started
+        self.spent_before_s = spent_before_s
+        """What an interrupted run had spent of the budget, when this one resumes it."""
+        self.hard_deadline = started + max(0.0, spec.budget.time_s - spent_before_s)
+        self.holdout_share = 0.0
+        """Holdout rows per training row: what scoring a refit model on the holdout costs."""
+        self.stop_margin_s = 0.0
+        """Kept back after the search for cancelling trials and stopping the executor (its ``close_s``)."""
+        self.search_started = started
+        """When the search began (a ``time.monotonic()`` reading)."""
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.started
+
+    def search_deadline(self, likely_members: list[TrialOutcome], refit_share: float) -> float:
+        """When the search must stop: leave room to refit the likely ensemble (``likely_members``,
+        best first), or only the
+        best trial where the ensemble's refits would take more than ENSEMBLE_RESERVE_SHARE
+        of the budget (the ensemble is then made only if its refits fit in what is left).
+        The budget is never extended: the first trials are made small enough to finish
+        early (``TrialClock``), and they stop growing at their time limit."""
+        if not likely_members:
+            return max(self.hard_deadline - self.end_reserve_s(), self.search_started + MIN_SEARCH_S)
+        cost = final_cost_s(likely_members, refit_share, self.holdout_share)
+        if cost > ENSEMBLE_RESERVE_SHARE * self.spec.budget.time_s:
+            cost = final_cost_s(likely_members[:1], refit_share, self.holdout_share)
+        return self.hard_deadline - self.end_reserve_s() - cost
+
+    def end_reserve_s(self) -> float:
+        """What the end phase takes besides any refit: stopping, selection, then ``after_refit_s``."""
+        return self.stop_margin_s + select_limit_s(self.spec) + self.after_refit_s()
+
+    def after_refit_s(self) -> float:
+        """What the end phase takes after the refits: assembly, checks, importance, writing."""
+        return ASSEMBLY_MARGIN_S + self.checks_margin_s() + WRITE_MARGIN_S + importance_limit_s(self.spec)
+
+    def checks_margin_s(self) -> float:
+        return CHECKS_MARGIN_S if self.holdout_share or self.spec.data.sensitive else 0.0
+
+    def refit_limit_s(self, refits_left: int) -> float:
+        """A refit's even share of the time left before the end phase's own reserve. Its
+        estimate comes from the trial's fit time, but a trial's learners may have stopped
+        growing at its limit: refit whole, a forest of 1M rows took 305 s, past the budget."""
+        return max(0.0, self.hard_deadline - time.monotonic() - self.after_refit_s()) / refits_left

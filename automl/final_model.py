@@ -1,0 +1,134 @@
+"""The final model: the ensemble chosen over the trials, and each member made.
+
+Made the same way for every member of the ensemble: the members' own fold
+models, bagged (see ``automl.prediction.BaggedModel``), when every member's were
+small enough to keep; they cost no fitting time and are exactly what the ensemble
+was weighted on. Otherwise every member is refit on all training rows, one extra
+fit each, which the search leaves time for; when the time left cannot pay for it,
+the blend of the trials whose fold models were kept, or the best single trial, is
+the model. Time-ordered folds keep no fold models: an expanding window never
+trains on the latest rows, so the members are always refit on all of them.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+import threading
+import time
+from typing import TYPE_CHECKING
+
+import numpy as np
+from threadpoolctl import threadpool_limits
+
+from automl.artifact import Member
+from automl.budget import WRITE_MARGIN_S, all_bagged, final_cost_s, select_limit_s
+from automl.data import (
+    TrainingData,
+)
+from automl.ensemble import EnsembleSelection, select_ensemble
+from automl.errors import InputError
+from automl.metrics import Metric
+from automl.models import get_family
+from automl.outputs import model_name
+from automl.prediction import BaggedModel
+from automl.trial import TrialOutcome, subsample
+from automl.validation import Folds
+
+if TYPE_CHECKING:
+    from automl.engine import Run
+
+ENSEMBLE_CANDIDATES = 10
+"""Trials the ensemble is selected from: the best this many, and each family's best
+(see ``ensemble_candidates``)."""
+
+
+def import_model_modules(candidates: list[TrialOutcome]) -> list[threading.Thread]:
+    """Start importing what loading the candidates' models needs (torch for the MLP) in the
+    background, while the search runs: the end phase's reserve does not count seconds of
+    imports, and the search loop goes on meanwhile. Loading a model before the import ends
+    waits for it (Python's per-module import lock). Returns the threads started."""
+    needed = {m for outcome in candidates for m in get_family(outcome.family).model_modules} - set(sys.modules)
+    threads = [threading.Thread(target=importlib.import_module, args=(module,), name=f"import {module}", daemon=True)
+               for module in sorted(needed)]
+    for thread in threads:
+        thread.start()
+    return threads
+
+
+def ensemble_candidates(run: Run, metric: Metric) -> list[TrialOutcome]:
+    """The best ENSEMBLE_CANDIDATES trials, then each other family's best, best first.
+    Among the top ten alone, on small data, the leading family's near-copies left the
+    other families nothing to add: on titanic the ensemble never beat its best trial."""
+    ranked = run.best_outcomes(metric)
+    top = ranked[:ENSEMBLE_CANDIDATES]
+    families = {o.family for o in top}
+    for outcome in ranked[ENSEMBLE_CANDIDATES:]:
+        if outcome.family not in families:
+            families.add(outcome.family)
+            top.append(outcome)
+    return top
+
+
+def select_members(run: Run, data: TrainingData, folds: Folds,
+                   metric: Metric) -> tuple[list[TrialOutcome], list[float], list[float] | None]:
+    """The ensemble when it beats the best trial and its final model fits in the time left;
+    otherwise the best trial alone (the leaderboard's top single model).
+    Returns the members, their weights, and the ensemble's fold scores (None: no ensemble)."""
+    ranked = run.best_outcomes(metric)
+    if not ranked:
+        raise InputError(f"no trial finished within budget.time_s={run.spec.budget.time_s:g}; "
+                         "give the run more time")
+    best_alone = [ranked[0]], [1.0], None
+    if not run.spec.ensemble.enabled or len(ranked) < 2:
+        run.ensemble_note = "disabled in the spec" if not run.spec.ensemble.enabled else "one trial finished"
+        return best_alone
+    select_until = time.monotonic() + select_limit_s(run.spec)
+    candidates = ensemble_candidates(run, metric)
+    members, selection = _blend(run, candidates, data, folds, metric, select_until)
+    if len(members) == 1:
+        run.ensemble_note = "no blend beat the best single model"
+        return best_alone
+    cost = final_cost_s(members, folds.refit_share, run.holdout_share)
+    if cost > run.hard_deadline - time.monotonic() - WRITE_MARGIN_S:
+        overrun = f"refitting its {len(members)} members (~{cost:.1f}s) would overrun the budget"
+        kept = [c for c in candidates if c.fold_models is not None]
+        members, selection = _blend(run, kept, data, folds, metric, select_until) if len(kept) > 1 else ([], None)
+        if len(members) < 2 or not metric.is_better(selection.score, ranked[0].cv_score):
+            run.ensemble_note = f"skipped: {overrun}"
+            return best_alone
+        run.ensemble_note = f"{len(members)} members whose fold models were kept: {overrun}"
+    else:
+        run.ensemble_note = f"{len(members)} members"
+    return members, list(selection.weights.values()), selection.fold_scores
+
+
+def _blend(run: Run, candidates: list[TrialOutcome], data: TrainingData, folds: Folds, metric: Metric,
+           until: float) -> tuple[list[TrialOutcome], EnsembleSelection]:
+    """The greedy ensemble of ``candidates`` (see ``automl.ensemble``), selected until
+    the monotonic time ``until``, and its members."""
+    selection = select_ensemble([c.oof for c in candidates], data.y, metric, run.spec.ensemble.size,
+                                [valid for _, valid in folds.splits], time_limit_s=until - time.monotonic())
+    return [candidates[i] for i in selection.weights], selection
+
+
+def final_members(run: Run, data: TrainingData, members: list[TrialOutcome], weights: list[float]) -> list[Member]:
+    """The members' fold models, bagged, when all were kept; otherwise each refit on all
+    rows, learners that grow stopping in time for the end phase (``refit_limit_s``)."""
+    run.final_model = "bagged" if all_bagged(members) else "refit"
+    n_jobs = run.spec.hardware.cpus or os.cpu_count() or 1
+    fitted = []
+    with threadpool_limits(limits=n_jobs):
+        for index, (outcome, weight) in enumerate(zip(members, weights, strict=True)):
+            if run.final_model == "bagged":
+                estimator = BaggedModel.from_packed(outcome.fold_models, data.task,
+                                                            data.target.n_classes, n_jobs)
+            else:
+                family = get_family(outcome.family)
+                estimator = family.build(outcome.params, data.task, n_jobs, run.spec.seed)
+                rows = subsample(np.arange(len(data.y)), outcome.train_rows, run.spec.seed)
+                family.fit(estimator, data.X.iloc[rows], data.y[rows],
+                           time_limit_s=run.refit_limit_s(len(members) - index))
+            fitted.append(Member(model_name(outcome), outcome.family, outcome.params, weight, estimator))
+    return fitted
