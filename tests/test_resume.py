@@ -27,8 +27,8 @@ from tests.conftest import automl_cli, automl_exe, write_spec
 
 def _finished_trials(study: str) -> dict[int, str]:
     """Trial number -> state of the trials the study holds as finished (complete or pruned)."""
-    try:
-        with sqlite3.connect(study) as db:
+    try:  # read-only: connecting must not create the file, which the fit would take for a run's
+        with sqlite3.connect(f"file:{study}?mode=ro", uri=True) as db:
             rows = db.execute("select number, state from trials where state in ('COMPLETE', 'PRUNED')").fetchall()
     except sqlite3.OperationalError:  # not created yet
         return {}
