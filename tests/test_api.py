@@ -15,7 +15,8 @@ SCORE_COLUMNS = ["rank", "model", "family", "cv_score", "cv_std", "n_trials_fami
 def test_round_trip_fit_save_load_same_predictions(tmp_path, multiclass_frame):
     train = multiclass_frame.sample(frac=0.8, random_state=0)
     test = multiclass_frame.drop(train.index)
-    model = AutoML(target="target", time_budget_s=15, max_trials=8, seed=0, output=tmp_path / "run", verbose=False)
+    model = AutoML(target="target", time_budget_s=15, max_trials=8, seed=0, output=tmp_path / "run", verbose=False,
+                   models=["lightgbm", "linear", "knn", "extra_trees"])  # no torch start-up: test_mlp has it
     model.fit(train)
     labels = model.predict(test)
     proba = model.predict_proba(test)

@@ -61,9 +61,10 @@ class Cluster:
     """The pid of the second node's raylet: kill it and that node leaves the cluster."""
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def two_node_cluster():
-    """A head and a worker node, 1 CPU each, started with `ray start`; stopped after."""
+    """A head and a worker node, 1 CPU each, started with `ray start`; stopped after the
+    module's last test (starting and stopping one takes ~13 s)."""
     port = _free_port()
     address = f"{LOOPBACK}:{port}"
     try:
@@ -133,41 +134,6 @@ def _fit_on(cluster: Cluster, spec: Path) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "automl", "fit", str(spec), "--quiet",
                              "--ray-address", cluster.address], env=CLUSTER_ENV, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
-
-
-def test_fit_on_a_two_node_cluster_uses_both_nodes(tmp_path, binary_frame, two_node_cluster):
-    spec = write_spec(tmp_path, binary_frame, budget={"time_s": 30}, hardware={"cpus": None},
-                      models={"include": ["linear", "lightgbm", "knn"]})
-    fit = _fit_on(two_node_cluster, spec)
-    _, stderr = fit.communicate(timeout=240)
-    assert fit.returncode == 0, stderr
-    summary = json.loads((tmp_path / "run" / "run.json").read_text())
-    ran = [t for t in summary["trial_log"] if t["status"] == "complete"]
-    assert len({t["node_id"] for t in ran}) == 2, "trials should have run on both nodes"
-    assert summary["spec"]["hardware"]["ray_address"] == two_node_cluster.address
-    binary_frame.drop(columns=["target"]).to_csv(tmp_path / "new.csv", index=False)
-    predicted = automl_cli("predict", tmp_path / "run", tmp_path / "new.csv")
-    assert predicted.returncode == 0 and len(predicted.stdout.splitlines()) == len(binary_frame) + 1
-    # the run joined the cluster and left it running
-    status = subprocess.run([RAY, "status", f"--address={two_node_cluster.address}"], env=CLUSTER_ENV,
-                            capture_output=True, text=True, timeout=60)
-    assert status.returncode == 0, status.stderr
-
-
-def test_a_node_leaving_mid_run_does_not_end_the_run(tmp_path, binary_frame, two_node_cluster):
-    spec = write_spec(tmp_path, binary_frame, budget={"time_s": 30}, hardware={"cpus": None},
-                      models={"include": ["linear", "lightgbm", "extra_trees"]})
-    fit = _fit_on(two_node_cluster, spec)
-    time.sleep(14)  # Ray is up and trials are running on both nodes
-    assert fit.poll() is None, "the fit ended before the node could leave"
-    os.kill(two_node_cluster.worker_raylet, signal.SIGKILL)
-    left_at = time.time()
-    _, stderr = fit.communicate(timeout=240)
-    assert fit.returncode == 0, stderr
-    summary = json.loads((tmp_path / "run" / "run.json").read_text())
-    after = [t for t in summary["trial_log"] if t["status"] == "complete" and t["ended_at"] > left_at]
-    assert after, "no trial finished after the node left: the run did not go on"
-    assert (tmp_path / "run" / "model" / "model.joblib").is_file()
 
 
 def _trial_worker_pids(backend: str) -> list[int]:
@@ -271,3 +237,39 @@ def test_only_families_that_can_use_a_gpu_ask_for_one(tmp_path):
 ])
 def test_concurrency_follows_free_cpu_slots(offered, cap, per_trial, expected):
     assert trial_slots(offered, cap, per_trial) == expected
+
+
+# Last in the module: they share one cluster (module-scoped), and the second takes its worker node away.
+def test_fit_on_a_two_node_cluster_uses_both_nodes(tmp_path, binary_frame, two_node_cluster):
+    spec = write_spec(tmp_path, binary_frame, budget={"time_s": 30, "max_trials": 8}, hardware={"cpus": None},
+                      models={"include": ["linear", "lightgbm", "knn"]})
+    fit = _fit_on(two_node_cluster, spec)
+    _, stderr = fit.communicate(timeout=240)
+    assert fit.returncode == 0, stderr
+    summary = json.loads((tmp_path / "run" / "run.json").read_text())
+    ran = [t for t in summary["trial_log"] if t["status"] == "complete"]
+    assert len({t["node_id"] for t in ran}) == 2, "trials should have run on both nodes"
+    assert summary["spec"]["hardware"]["ray_address"] == two_node_cluster.address
+    binary_frame.drop(columns=["target"]).to_csv(tmp_path / "new.csv", index=False)
+    predicted = automl_cli("predict", tmp_path / "run", tmp_path / "new.csv")
+    assert predicted.returncode == 0 and len(predicted.stdout.splitlines()) == len(binary_frame) + 1
+    # the run joined the cluster and left it running
+    status = subprocess.run([RAY, "status", f"--address={two_node_cluster.address}"], env=CLUSTER_ENV,
+                            capture_output=True, text=True, timeout=60)
+    assert status.returncode == 0, status.stderr
+
+
+def test_a_node_leaving_mid_run_does_not_end_the_run(tmp_path, binary_frame, two_node_cluster):
+    spec = write_spec(tmp_path, binary_frame, budget={"time_s": 30}, hardware={"cpus": None},
+                      models={"include": ["linear", "lightgbm", "extra_trees"]})
+    fit = _fit_on(two_node_cluster, spec)
+    time.sleep(14)  # Ray is up and trials are running on both nodes
+    assert fit.poll() is None, "the fit ended before the node could leave"
+    os.kill(two_node_cluster.worker_raylet, signal.SIGKILL)
+    left_at = time.time()
+    _, stderr = fit.communicate(timeout=240)
+    assert fit.returncode == 0, stderr
+    summary = json.loads((tmp_path / "run" / "run.json").read_text())
+    after = [t for t in summary["trial_log"] if t["status"] == "complete" and t["ended_at"] > left_at]
+    assert after, "no trial finished after the node left: the run did not go on"
+    assert (tmp_path / "run" / "model" / "model.joblib").is_file()

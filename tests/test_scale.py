@@ -90,7 +90,7 @@ def test_a_single_split_keeps_groups_apart_and_validates_on_the_latest_times():
 
 @pytest.fixture(scope="module")
 def table():
-    X, y = make_classification(n_samples=4000, n_features=20, random_state=0)
+    X, y = make_classification(n_samples=2000, n_features=20, random_state=0)
     return pd.DataFrame(X, columns=[f"x{i}" for i in range(20)]), y
 
 

@@ -44,23 +44,27 @@ def test_clone_and_tags_follow_the_task():
     assert not is_classifier(AutoML()) and not is_regressor(AutoML())  # task auto: not known before a fit
 
 
-def test_grid_search_on_arrays_picks_by_score_and_every_clone_has_its_own_folder(arrays, tmp_path, monkeypatch):
+def test_grid_search_over_a_pipeline_on_arrays_picks_by_a_higher_is_better_score(arrays, tmp_path, monkeypatch):
+    """Clones fitted one after another each get their own folder; the folds are stratified
+    (AutoML says it is a classifier); the score is a negated loss, so the best is the highest."""
     monkeypatch.chdir(tmp_path)  # outputs default to runs/<name>-<time>-<id> under the working folder
     X, y = arrays
-    search = GridSearchCV(AutoML(**FAST), {"models": [["linear"], ["knn"]]}, cv=2).fit(X, y)
-    assert np.isfinite(search.cv_results_["mean_test_score"]).all()
-    assert search.best_score_ == search.cv_results_["mean_test_score"].max() > 0.9  # roc_auc, higher is better
-    best = search.best_estimator_
+    pipeline = make_pipeline(StandardScaler(), AutoML(**{**FAST, "metric": "log_loss"}))
+    search = GridSearchCV(pipeline, {"automl__models": [["linear"], ["knn"]]}, cv=2).fit(X, y)
+    scores = search.cv_results_["mean_test_score"]
+    assert ((-0.5 < scores) & (scores < 0)).all() and search.best_score_ == scores.max()
+    assert isinstance(search.cv, int) and is_classifier(search.estimator)  # so GridSearchCV stratified
+    best = search.best_estimator_[-1]
     assert best.n_features_in_ == 5 and list(best.feature_names_in_) == [f"x{i}" for i in range(5)]
-    assert best.predict_proba(X).shape == (len(y), 2) and set(best.classes_) == {0, 1}
+    assert search.best_estimator_.predict_proba(X).shape == (len(y), 2) and set(best.classes_) == {0, 1}
     assert len(list((tmp_path / "runs").iterdir())) == 5  # 2 x 2 folds, then the refit
 
 
-def test_cross_val_score_of_a_pipeline_stratifies_and_scores_higher_is_better(arrays, tmp_path, monkeypatch):
+def test_cross_val_score_stratifies_and_scores_with_the_runs_metric(arrays, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     X, y = arrays
-    scores = cross_val_score(make_pipeline(StandardScaler(), AutoML(**{**FAST, "metric": "log_loss"})), X, y, cv=2)
-    assert ((-0.5 < scores) & (scores < 0)).all()  # negated log loss of a good model
+    scores = cross_val_score(AutoML(**FAST), X, y, cv=2)  # roc_auc, the binary default
+    assert ((0.9 < scores) & (scores <= 1)).all()
 
 
 def test_labels_given_as_y_never_overwrite_a_feature_called_target(binary_frame, tmp_path):
