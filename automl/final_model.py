@@ -33,7 +33,7 @@ from automl.metrics import Metric
 from automl.models import get_family
 from automl.outputs import model_name
 from automl.prediction import BaggedModel
-from automl.trial import TrialOutcome, subsample
+from automl.trial import TrialOutcome, in_time_order, subsample
 from automl.validation import Folds
 
 if TYPE_CHECKING:
@@ -127,8 +127,8 @@ def final_members(run: Run, data: TrainingData, members: list[TrialOutcome], wei
             else:
                 family = get_family(outcome.family)
                 estimator = family.build(outcome.params, data.task, n_jobs, run.spec.seed)
-                rows = subsample(np.arange(len(data.y)), outcome.train_rows, run.spec.seed)
-                family.fit(estimator, data.X.iloc[rows], data.y[rows],
+                rows = in_time_order(subsample(np.arange(len(data.y)), outcome.train_rows, run.spec.seed), data.times)
+                family.fit(estimator, data.X.iloc[rows], data.y[rows], in_time_order=data.times is not None,
                            time_limit_s=run.refit_limit_s(len(members) - index))
             fitted.append(Member(model_name(outcome), outcome.family, outcome.params, weight, estimator))
     return fitted

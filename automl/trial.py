@@ -141,13 +141,13 @@ def _cross_validate(workload: Workload, spec: TrialSpec, outcome: TrialOutcome) 
     packer, holdout_predictions = FoldModelPacker(spec.max_model_bytes), []
     deadline = time.monotonic() + spec.time_limit_s if spec.time_limit_s is not None else None
     for step, (train_idx, valid_idx) in enumerate(folds.splits):
-        train_idx = subsample(train_idx, spec.max_train_rows, spec.seed + step)
+        train_idx = in_time_order(subsample(train_idx, spec.max_train_rows, spec.seed + step), data.times)
         estimator = family.build(spec.params, data.task, spec.n_jobs, spec.seed)
         started = time.perf_counter()
         fit_limit_s = (None if deadline is None
                        else max(0.0, deadline - time.monotonic()) / (len(folds) - step) * FIT_SHARE_OF_LIMIT)
         family.fit(estimator, data.X.iloc[train_idx], data.y[train_idx], time_limit_s=fit_limit_s,
-                   validation=(data.X.iloc[valid_idx], data.y[valid_idx]))
+                   validation=(data.X.iloc[valid_idx], data.y[valid_idx]), in_time_order=data.times is not None)
         fitted = time.perf_counter()
         prediction = predict_matrix(estimator, data.X.iloc[valid_idx], data.task, k)
         outcome.fit_time_s += fitted - started
@@ -165,6 +165,11 @@ def _cross_validate(workload: Workload, spec: TrialSpec, outcome: TrialOutcome) 
     if holdout_predictions:
         outcome.holdout_prediction = np.mean(holdout_predictions, axis=0)
     outcome.fold_models = packer.packed
+
+
+def in_time_order(rows: np.ndarray, times: np.ndarray | None) -> np.ndarray:
+    """``rows`` oldest first when the data has times (``data.time``), else as they are."""
+    return rows if times is None else rows[np.argsort(times[rows], kind="stable")]
 
 
 def subsample(rows: np.ndarray, limit: int | None, seed: int) -> np.ndarray:

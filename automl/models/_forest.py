@@ -63,7 +63,8 @@ class ForestFamily(ModelFamily):
         model = params.get("n_estimators", 100) * nodes * node_bytes * 2
         return 2.0 * n_rows * max(1, n_features) * 4 + model
 
-    def fit(self, estimator, X, y, time_limit_s: float | None = None, validation: tuple | None = None):
+    def fit(self, estimator, X, y, time_limit_s: float | None = None, validation: tuple | None = None,
+            in_time_order: bool = False):
         """Grows its trees in steps under ``time_limit_s``, keeping those grown."""
         step = max(1, estimator[-1].n_estimators // GROWTH_STEPS)
         return grow_within(estimator, "n_estimators", step, time_limit_s, X, y)

@@ -106,17 +106,24 @@ class TabularMLP(BaseEstimator):
         return torch.device(self.device)
 
     # -- training ----------------------------------------------------------
-    def fit(self, X: pd.DataFrame, y: np.ndarray, time_limit_s: float | None = None) -> TabularMLP:
-        """Train; with ``time_limit_s``, training ends then and keeps its best epoch so far."""
+    def fit(self, X: pd.DataFrame, y: np.ndarray, time_limit_s: float | None = None,
+            in_time_order: bool = False) -> TabularMLP:
+        """Train; with ``time_limit_s``, training ends then and keeps its best epoch so far.
+        Early stopping watches a random share of the rows, or with ``in_time_order`` (rows
+        oldest first) the latest share."""
         deadline = time.monotonic() + time_limit_s if time_limit_s is not None else math.inf
         torch.manual_seed(self.random_state)
         torch.set_num_threads(max(1, self.n_jobs))
         self.numeric_columns_, self.categorical_columns_ = self._split_columns(X)
         y = np.asarray(y)
         classification = self.task != "regression"
-        stratify = y if classification and np.bincount(y).min() >= 2 else None
-        train_rows, valid_rows = train_test_split(np.arange(len(y)), test_size=VALIDATION_SHARE,
-                                                  random_state=self.random_state, stratify=stratify)
+        if in_time_order:
+            cut = int(len(y) * (1 - VALIDATION_SHARE))
+            train_rows, valid_rows = np.arange(cut), np.arange(cut, len(y))
+        else:
+            stratify = y if classification and np.bincount(y).min() >= 2 else None
+            train_rows, valid_rows = train_test_split(np.arange(len(y)), test_size=VALIDATION_SHARE,
+                                                      random_state=self.random_state, stratify=stratify)
         if self.numeric_columns_:
             self.numeric_ = self._numeric_pipeline(len(train_rows)).fit(X.iloc[train_rows][self.numeric_columns_])
         if classification:

@@ -13,6 +13,7 @@ family name inside the study.
 
 from __future__ import annotations
 
+import math
 import time
 from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING, Any
@@ -77,10 +78,12 @@ class ModelFamily(ABC):
         return (self.seconds_per_cell * n_rows + per_feature) * max(1, n_features)
 
     def fit(self, estimator: BaseEstimator, X, y, time_limit_s: float | None = None,
-            validation: tuple | None = None) -> BaseEstimator:
+            validation: tuple | None = None, in_time_order: bool = False) -> BaseEstimator:
         """Fit ``estimator`` (from ``build``). A family whose learner adds rounds or trees
         stops adding them after ``time_limit_s`` and keeps what it has, and may early-stop
-        on ``validation`` (X, y); others fit as they are."""
+        on ``validation`` (X, y); others fit as they are. ``in_time_order``: the rows come
+        oldest first (``data.time``), so a learner that early-stops on a share of its own
+        rows holds out the latest share, not a random one."""
         return estimator.fit(X, y)
 
     def estimated_trial_bytes(self, params: dict[str, Any], n_rows: int, n_features: int, n_classes: int,
@@ -100,22 +103,27 @@ class ModelFamily(ABC):
 
 
 def grow_within(pipeline, size_param: str, step: int, time_limit_s: float | None, X, y,
-                done=lambda model: False):
+                done=lambda model: False, held_out: tuple | None = None):
     """Fit a pipeline whose last step grows by warm start (``size_param``: its trees or
     rounds), ``step`` at a time until its full size, ``done(model)`` (it early-stopped),
     or until another step, taking as long as the last, would pass ``time_limit_s``; it
-    keeps what it has grown."""
-    if time_limit_s is None:
+    keeps what it has grown. ``held_out`` (X, y): rows its last step early-stops on
+    (passed as ``X_val``, ``y_val``, through the pipeline's other steps)."""
+    if time_limit_s is None and held_out is None:
         return pipeline.fit(X, y)
-    deadline = time.monotonic() + time_limit_s
+    deadline = time.monotonic() + time_limit_s if time_limit_s is not None else math.inf
     model = pipeline[-1]
     full = model.get_params()[size_param]
     features = pipeline[:-1].fit_transform(X, y) if len(pipeline) > 1 else X
-    size = min(full, step)
+    fit_params = {}
+    if held_out is not None:
+        fit_params = {"X_val": pipeline[:-1].transform(held_out[0]) if len(pipeline) > 1 else held_out[0],
+                      "y_val": held_out[1]}
+    size = min(full, step) if time_limit_s is not None else full
     model.set_params(warm_start=True, **{size_param: size})
     while True:
         step_started = time.monotonic()
-        model.fit(features, y)
+        model.fit(features, y, **fit_params)
         now = time.monotonic()
         if size >= full or done(model) or now + (now - step_started) > deadline:
             break

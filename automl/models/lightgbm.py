@@ -120,7 +120,8 @@ class LightGBMFamily(ModelFamily):
              "colsample_bytree": 0.9},
         ]
 
-    def fit(self, estimator, X, y, time_limit_s: float | None = None, validation: tuple | None = None):
+    def fit(self, estimator, X, y, time_limit_s: float | None = None, validation: tuple | None = None,
+            in_time_order: bool = False):
         """Early-stops on ``validation`` (the fold's own validation rows, as AutoGluon does) and
         keeps within ``time_limit_s`` (see ``WithinTime``); bins wide tables coarser
         (WIDE_MAX_BIN)."""

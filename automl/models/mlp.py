@@ -50,9 +50,10 @@ class MLPFamily(ModelFamily):
     def estimated_trial_s(self, n_rows: int, n_features: int, n_folds: int) -> float:
         return n_folds * self.fold_fit_s(n_rows, n_features)
 
-    def fit(self, estimator, X, y, time_limit_s: float | None = None, validation: tuple | None = None):
+    def fit(self, estimator, X, y, time_limit_s: float | None = None, validation: tuple | None = None,
+            in_time_order: bool = False):
         """Trains until its own early stopping or ``time_limit_s``, keeping its best epoch."""
-        return estimator.fit(X, y, time_limit_s=time_limit_s)
+        return estimator.fit(X, y, time_limit_s=time_limit_s, in_time_order=in_time_order)
 
     def build(self, params: dict[str, Any], task: str, n_jobs: int, seed: int):
         from automl.models._tabular_mlp import TabularMLP
