@@ -1,22 +1,57 @@
-"""Budget policy for a fit's end phase: what stopping, ensemble selection, refits,
-checks and writing may take, and so when the search must stop (``RunClock``).
+"""Budget policy, in one place: how a fit spends ``budget.time_s``.
 
-Each reserve is measured, not guessed (the figures sit next to each constant); the
-planner (``automl.planner``) owns the other half of the budget policy: per-trial
-limits, the time a first model must come within, and the rows and threads a trial gets.
+The search: each trial's time limit, the share of the budget a first model must come
+within, when k-fold is affordable and when a trial gets every CPU, how long the first
+model's confirmation may run, and how much of a trial's time a fold's fit may take.
+The end phase: what stopping, ensemble selection, refits, checks and writing take,
+and so when the search must stop (``RunClock``). Each figure is measured, not guessed
+(the measurements sit next to each constant); ``automl.planner`` turns them into
+estimates for this run's data and machine.
 """
 
 from __future__ import annotations
 
 import time
+from typing import TYPE_CHECKING
 
-from automl.planner import (
-    MemoryBudget,
-    memory_budget_bytes,
-)
 from automl.spec import Spec
-from automl.trial import TrialOutcome, Workload
 
+if TYPE_CHECKING:
+    from automl.trial import TrialOutcome
+
+# -- the search: trials, their limits and threads --------------------------------
+TRIAL_SHARE = 0.25
+MIN_TRIAL_LIMIT_S = 10.0
+MIN_AFFORDABLE_TRIALS = 20
+"""A family is left out when the budget pays for fewer trials of it than this."""
+FIRST_RESULT_SHARE = 0.1
+"""Until a first trial completes the run has no model: trials asked for until then are made
+to finish within this share of the budget, so that a first model comes early at any size."""
+CV_MIN_TRIALS = 10
+"""``validation.method: auto`` keeps k folds while the budget, on all the run's CPUs, pays for
+this many trials of the first family's default configuration; fewer, and the search would be
+little more than the portfolio's first entries."""
+FEW_TRIALS_PER_CPU = 4
+"""``hardware.cpus_per_trial: auto``: when fewer trials than this per CPU fit in the budget,
+each trial gets all the run's CPUs (up to MAX_AUTO_CPUS_PER_TRIAL), so models come sooner."""
+MAX_AUTO_CPUS_PER_TRIAL = 8
+CONFIRM_LIMIT_FACTOR = 2.0
+"""The run's first model, when it was cut short to come early, runs again in full on up to
+this many times the per-trial limit (half the budget instead of a quarter): where trials
+are that slow, the strongest family's whole configuration beats more families' first
+tries. On 5k rows x 2,000 columns at 60 s, LightGBM's 400 rounds take ~25 s."""
+FIT_SHARE_OF_LIMIT = 0.7
+"""Of the time a trial has left, a fold's fit may take this share of its even part; the rest
+is for predicting, scoring and returning (a fit stopped for time keeps what it grew)."""
+
+
+def trial_time_limit_s(budget_s: float) -> float:
+    """No trial may hold a worker longer than a quarter of the budget (10 s at least):
+    one slow configuration must not take the time the search needs for the rest."""
+    return max(MIN_TRIAL_LIMIT_S, TRIAL_SHARE * budget_s)
+
+
+# -- the end phase: what stopping, selection, refits, checks and writing take -----
 SELECT_SHARE, SELECT_MAX_S = 0.05, 1.0
 """The ensemble selection's time limit: this share of the budget, at most SELECT_MAX_S
 (it took 0.4-1.1 s with 10 candidates on 2 cores; it keeps what it has at its limit)."""
@@ -79,17 +114,6 @@ def select_limit_s(spec: Spec) -> float:
 def importance_limit_s(spec: Spec) -> float:
     """Seconds for permutation importance: IMPORTANCE_SHARE of the budget, within bounds."""
     return min(IMPORTANCE_MAX_S, max(IMPORTANCE_MIN_S, IMPORTANCE_SHARE * spec.budget.time_s))
-
-
-def memory_budget(spec: Spec, workload: Workload, slots: int) -> MemoryBudget:
-    """Each trial's share of ``budget.memory_gb`` (see ``MemoryBudget``)."""
-    data, folds = workload.data, workload.folds
-    data_bytes = data.X.memory_usage(deep=True).sum() + data.y.nbytes
-    if workload.holdout is not None:
-        data_bytes += workload.holdout.memory_usage(deep=True).sum()
-    train_rows = max(len(train_idx) for train_idx, _ in folds.splits)
-    return MemoryBudget.share(memory_budget_bytes(spec.budget.memory_gb), float(data_bytes), slots, train_rows,
-                              data.X.shape[1], data.target.n_classes, len(folds))
 
 
 class RunClock:

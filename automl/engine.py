@@ -23,7 +23,7 @@ import pandas as pd
 from automl import atomic, bagging
 from automl.artifact import Predictor
 from automl.assess import assess_run
-from automl.budget import RunClock, memory_budget
+from automl.budget import RunClock
 from automl.checkpoint import (
     ELAPSED_ATTR,
     FINGERPRINT_ATTR,
@@ -56,6 +56,7 @@ from automl.planner import (
     FamilyShares,
     MemoryBudget,
     Plan,
+    memory_budget,
 )
 from automl.progress import Progress
 from automl.search import Search

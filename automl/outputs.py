@@ -17,14 +17,11 @@ from automl.assess import (
     Checks,
     gap_warnings,
 )
+from automl.budget import FIRST_RESULT_SHARE
 from automl.checkpoint import TRIALS_DIR
 from automl.errors import InputError
 from automl.metrics import Metric
-from automl.planner import (
-    FIRST_RESULT_SHARE,
-    GIB,
-    MemoryBudget,
-)
+from automl.planner import GIB, MemoryBudget
 from automl.report import write_report
 from automl.spec import Spec
 from automl.trial import COMPLETE, FAILED, PRUNED, TrialOutcome

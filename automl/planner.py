@@ -22,26 +22,28 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from automl.budget import (
+    CV_MIN_TRIALS,
+    FEW_TRIALS_PER_CPU,
+    FIRST_RESULT_SHARE,
+    MAX_AUTO_CPUS_PER_TRIAL,
+    MIN_AFFORDABLE_TRIALS,
+    trial_time_limit_s,
+)
 from automl.errors import InputError
 from automl.models import ModelFamily, family_names, get_family
 from automl.spec import Spec
 
-TRIAL_SHARE = 0.25
-MIN_TRIAL_LIMIT_S = 10.0
-MIN_AFFORDABLE_TRIALS = 20
+if TYPE_CHECKING:
+    from automl.trial import Workload
+
 MIN_SAMPLE_SHARE, MIN_SAMPLE_ROWS = 0.1, 100
 """A trial too large for its memory runs on a subsample of at least this share of its rows
 (and this many); below that it is skipped."""
-
-
-def trial_time_limit_s(budget_s: float) -> float:
-    """No trial may hold a worker longer than a quarter of the budget (10 s at least):
-    one slow configuration must not take the time the search needs for the rest."""
-    return max(MIN_TRIAL_LIMIT_S, TRIAL_SHARE * budget_s)
 
 
 class FamilyShares:
@@ -125,9 +127,6 @@ class MemoryBudget:
         return rows if rows >= max(MIN_SAMPLE_ROWS, MIN_SAMPLE_SHARE * self.train_rows) else 0
 
 
-FIRST_RESULT_SHARE = 0.1
-"""Until a first trial completes the run has no model: trials asked for until then are made
-to finish within this share of the budget, so that a first model comes early at any size."""
 WALL_OVER_FIT = 2.5
 """A trial's wall time over its fitting time at a few thousand rows (predictions, train
 scores, per-tree costs that do not shrink with the rows): 2.2-2.7 measured on adult at 6,000."""
@@ -212,14 +211,6 @@ class TrialClock:
         return low
 
 
-CV_MIN_TRIALS = 10
-"""``validation.method: auto`` keeps k folds while the budget, on all the run's CPUs, pays for
-this many trials of the first family's default configuration; fewer, and the search would be
-little more than the portfolio's first entries."""
-FEW_TRIALS_PER_CPU = 4
-"""``hardware.cpus_per_trial: auto``: when fewer trials than this per CPU fit in the budget,
-each trial gets all the run's CPUs (up to MAX_AUTO_CPUS_PER_TRIAL), so models come sooner."""
-MAX_AUTO_CPUS_PER_TRIAL = 8
 
 
 @dataclass(frozen=True)
@@ -337,3 +328,14 @@ def _cannot_pay_for(family: ModelFamily, spec: Spec, clock: TrialClock, limit_s:
     if estimate is not None and estimate > spec.budget.time_s / MIN_AFFORDABLE_TRIALS:
         return f"a trial would take about {estimate:.1f}s: the budget pays for fewer than {MIN_AFFORDABLE_TRIALS}"
     return ""
+
+
+def memory_budget(spec: Spec, workload: Workload, slots: int) -> MemoryBudget:
+    """Each trial's share of ``budget.memory_gb`` (see ``MemoryBudget``)."""
+    data, folds = workload.data, workload.folds
+    data_bytes = data.X.memory_usage(deep=True).sum() + data.y.nbytes
+    if workload.holdout is not None:
+        data_bytes += workload.holdout.memory_usage(deep=True).sum()
+    train_rows = max(len(train_idx) for train_idx, _ in folds.splits)
+    return MemoryBudget.share(memory_budget_bytes(spec.budget.memory_gb), float(data_bytes), slots, train_rows,
+                              data.X.shape[1], data.target.n_classes, len(folds))

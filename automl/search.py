@@ -23,6 +23,7 @@ from optuna.distributions import BaseDistribution, CategoricalDistribution, Floa
 from optuna.trial import TrialState
 from sqlalchemy import event
 
+from automl.budget import CONFIRM_LIMIT_FACTOR
 from automl.checkpoint import OutcomeStore
 from automl.errors import TRACEBACK_CHARS
 from automl.execution import Executor
@@ -34,11 +35,6 @@ from automl.trial import COMPLETE, FAILED, PRUNED, TrialOutcome, TrialSpec, run_
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 FAMILY_PARAM = "family"
-CONFIRM_LIMIT_FACTOR = 2.0
-"""The run's first model, when it was cut short to come early, runs again in full on up to
-this many times the per-trial limit (half the budget instead of a quarter): where trials
-are that slow, the strongest family's whole configuration beats more families' first
-tries. On 5k rows x 2,000 columns at 60 s, LightGBM's 400 rounds take ~25 s."""
 TRIAL_LOG_ATTR = "trial_log"
 """The study's user attribute holding where and how a trial ran."""
 MAX_SKIPS_IN_A_ROW = 20

@@ -19,6 +19,7 @@ import pandas as pd
 from threadpoolctl import threadpool_limits
 
 from automl.bagging import FoldModelPacker
+from automl.budget import FIT_SHARE_OF_LIMIT
 from automl.data import TrainingData
 from automl.errors import short_traceback
 from automl.metrics import get_metric, score_or_nan
@@ -26,9 +27,6 @@ from automl.models import get_family
 from automl.prediction import predict_matrix
 from automl.validation import Folds, empty_oof
 
-FIT_SHARE_OF_LIMIT = 0.7
-"""Of the time a trial has left, a fold's fit may take this share of its even part; the rest
-is for predicting, scoring and returning (a fit stopped for time keeps what it grew)."""
 TRAIN_SCORE_ROWS = 2000
 """Each fold model's train score is taken on at most this many of its training rows:
 enough to show overfitting, without doubling the cost of a trial."""

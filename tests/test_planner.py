@@ -7,11 +7,12 @@ import pytest
 from optuna.distributions import CategoricalDistribution
 from optuna.trial import TrialState
 
+from automl.budget import CONFIRM_LIMIT_FACTOR
 from automl.metrics import get_metric
 from automl.models import get_family
 from automl.outputs import failure_warnings
 from automl.planner import FamilyShares, TrialClock, plan
-from automl.search import CONFIRM_LIMIT_FACTOR, FAMILY_PARAM, Search, make_pruner
+from automl.search import FAMILY_PARAM, Search, make_pruner
 from automl.spec import build_spec
 from automl.trial import COMPLETE, FAILED, TrialOutcome
 
