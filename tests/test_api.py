@@ -73,7 +73,7 @@ def test_unfitted_model_and_bad_arguments(tmp_path, binary_frame):
 
 def _leaderboard(tmp_path, frame, name):
     model = AutoML(target="target", time_budget_s=150, max_trials=5, seed=3, output=tmp_path / name,
-                   models=["lightgbm", "linear", "knn", "extra_trees"],
+                   models=["lightgbm", "linear", "knn"],
                    spec={"hardware": {"cpus": 1, "backend": "local"}, "validation": {"folds": 3}}, verbose=False)
     return model.fit(frame).leaderboard()[SCORE_COLUMNS]
 

@@ -35,7 +35,7 @@ def train(binary_frame) -> pd.DataFrame:
 def run(tmp_path_factory, train):
     folder = tmp_path_factory.mktemp("lifecycle")
     spec = write_spec(folder, train, data={"sensitive": ["group"], "deduplicate": True},
-                      validation={"folds": 3, "test_size": 0.25}, budget={"time_s": 30, "max_trials": 12},
+                      validation={"folds": 3, "test_size": 0.25}, budget={"time_s": 30, "max_trials": 8},
                       models={"include": ["linear", "lightgbm", "random_forest"]})
     fitted = automl_cli("fit", spec, "--quiet", timeout=240)
     assert fitted.returncode == 0, fitted.stderr
