@@ -157,7 +157,7 @@ def test_lightgbm_early_stops_on_the_fold_validation_rows(table):
     family = get_family("lightgbm")
     params = {**family.default_params("binary"), "n_estimators": 3000, "learning_rate": 0.3}
     model = family.build(params, "binary", 1, 0)
-    family.fit(model, X.iloc[:3000], y[:3000], validation=(X.iloc[3000:], y[3000:]))
+    family.fit(model, X.iloc[:1500], y[:1500], validation=(X.iloc[1500:], y[1500:]))
     assert 0 < model.best_iteration_ < 3000 - 50
 
 
