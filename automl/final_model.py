@@ -24,9 +24,7 @@ from threadpoolctl import threadpool_limits
 
 from automl.artifact import Member
 from automl.budget import WRITE_MARGIN_S, all_bagged, final_cost_s, select_limit_s
-from automl.data import (
-    TrainingData,
-)
+from automl.data import TrainingData
 from automl.ensemble import EnsembleSelection, select_ensemble
 from automl.errors import InputError
 from automl.metrics import Metric
