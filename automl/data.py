@@ -171,6 +171,8 @@ def parse_datetime(values: pd.Series) -> pd.Series:
 
 def infer_kind(values: pd.Series) -> str:
     """The kind of one feature column."""
+    if ptypes.is_numeric_dtype(values) and not ptypes.is_bool_dtype(values):
+        return column_kinds(values.to_frame())[0][0]  # constant, id-like or numeric
     present = values.dropna()
     n_unique = present.nunique()
     if n_unique <= 1:
@@ -179,10 +181,6 @@ def infer_kind(values: pd.Series) -> str:
         return BOOLEAN
     if ptypes.is_datetime64_any_dtype(values):
         return DATETIME
-    if ptypes.is_numeric_dtype(values):
-        if _looks_like_row_ids(present, n_unique):
-            return ID_LIKE
-        return NUMERIC
     if _looks_like_dates(values):
         return DATETIME
     if len(present) >= 50 and n_unique / len(present) > 0.95:
@@ -218,7 +216,8 @@ def column_kinds(X: pd.DataFrame) -> tuple[list[str], list[int]]:
 
 def _numeric_distinct(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per column of ``values``: its count of distinct present values, and whether it looks
-    like row ids (``_looks_like_row_ids``)."""
+    like row ids (an integer column of consecutive, all-distinct values, 50 or more: a row
+    number, not a feature)."""
     ordered = np.sort(values, axis=0)  # missing values last
     present = (~np.isnan(ordered)).sum(axis=0)
     within = np.arange(1, len(ordered))[:, None] < present[None, :]
@@ -229,14 +228,6 @@ def _numeric_distinct(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         row_ids[j] = bool(np.all(np.isfinite(column)) and np.all(column == np.round(column))
                           and np.all(np.diff(column) == 1))
     return counts, row_ids
-
-
-def _looks_like_row_ids(present: pd.Series, n_unique: int) -> bool:
-    """An integer column of consecutive, all-distinct values: a row number, not a feature."""
-    if len(present) < 50 or n_unique != len(present) or not _is_integer_valued(present):
-        return False
-    ordered = np.sort(present.to_numpy(dtype=float))
-    return bool(np.all(np.diff(ordered) == 1))
 
 
 @dataclass
@@ -298,10 +289,13 @@ class FeatureSchema:
         here: the run decides them once, on all its rows (``automl.profile``), so what the
         profile reports dropped is what the model drops."""
         X = _named_by_strings(X)
-        kinds = kinds or {}
+        kinds = dict(kinds or {})
+        unknown = [name for name in X.columns if name not in kinds]
+        if unknown:  # only the columns ``kinds`` does not name: the profile decided the rest
+            kinds.update(zip(unknown, column_kinds(X[unknown])[0], strict=True))
         infos = []
-        for name, inferred in zip(X.columns, column_kinds(X)[0], strict=True):
-            kind = kinds.get(str(name), inferred)
+        for name in X.columns:
+            kind = kinds[name]
             info = ColumnInfo(str(name), kind)
             if kind == CATEGORICAL:
                 info.categories = sorted(_as_strings(X[name]).dropna().unique().tolist())
