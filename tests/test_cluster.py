@@ -162,7 +162,7 @@ def _kill_once_seen(run: subprocess.Popen, find: Callable[[], list[int]], wait_s
 
 @pytest.mark.parametrize("backend", ["ray", "local"])
 def test_a_worker_killed_mid_trial_does_not_end_the_run(tmp_path, binary_frame, backend):
-    spec = write_spec(tmp_path, binary_frame, budget={"time_s": 25, "max_trials": 6},
+    spec = write_spec(tmp_path, binary_frame, budget={"time_s": 15, "max_trials": 4},
                       models={"include": ["random_forest"]},
                       hardware={"backend": backend})
     run = subprocess.Popen([sys.executable, "-m", "automl", "fit", str(spec), "--quiet"],
@@ -190,7 +190,7 @@ def _mailbox_pids(run: subprocess.Popen) -> list[int]:
 
 
 def test_losing_the_pruning_mailbox_mid_run_degrades_to_no_pruning(tmp_path, binary_frame):
-    spec = write_spec(tmp_path, binary_frame, budget={"time_s": 25}, hardware={"backend": "ray"},
+    spec = write_spec(tmp_path, binary_frame, budget={"time_s": 18}, hardware={"backend": "ray"},
                       models={"include": ["lightgbm", "linear"]})
     run = subprocess.Popen([sys.executable, "-m", "automl", "fit", str(spec), "--quiet"],
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

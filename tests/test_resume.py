@@ -69,8 +69,8 @@ def spec(tmp_path, binary_frame):
 
 @pytest.mark.parametrize("backend", ["local", "ray"])
 def test_resume_after_sigkill_keeps_every_finished_trial(tmp_path, binary_frame, backend):
-    spec = write_spec(tmp_path, binary_frame, budget={"time_s": 40, "max_trials": 10},  # the resumed run stops
-                      models={"include": ["linear", "lightgbm"]}, hardware={"backend": backend})  # at 10, not 40 s
+    spec = write_spec(tmp_path, binary_frame, budget={"time_s": 40, "max_trials": 7},  # the resumed run stops
+                      models={"include": ["linear", "lightgbm"]}, hardware={"backend": backend})  # at 7, not 40 s
     study = str(tmp_path / "run" / "study.db")
     temp_dirs = set(glob.glob("/tmp/automl-ray-*"))
     process = _start_fit(spec)
