@@ -308,7 +308,7 @@ def plan(spec: Spec, task: str, n_rows: int, n_features: int) -> Plan:
     clock = TrialClock(FIRST_RESULT_SHARE * spec.budget.time_s, train_rows, n_features, validation.folds,
                        cpus_per_trial)
     for family in [] if spec.models.include else list(chosen):  # what the spec names is always tried
-        reason = _cannot_pay_for(family, spec, clock, limit)
+        reason = _cannot_pay_for(family, spec, clock, limit, cpus)
         if reason and len(chosen) > 1:  # never none left
             chosen.remove(family)
             skipped[family.name] = reason
@@ -316,16 +316,17 @@ def plan(spec: Spec, task: str, n_rows: int, n_features: int) -> Plan:
                 cpus_per_trial, cpus_reason, clock)
 
 
-def _cannot_pay_for(family: ModelFamily, spec: Spec, clock: TrialClock, limit_s: float) -> str:
+def _cannot_pay_for(family: ModelFamily, spec: Spec, clock: TrialClock, limit_s: float, cpus: int) -> str:
     """Why the budget cannot pay for ``family`` on this data ("" when it can): a trial must
     fit in its time limit on MIN_SAMPLE_SHARE of the rows at least, and a family that knows
-    its full cost (the MLP) needs MIN_AFFORDABLE_TRIALS of it."""
+    its full cost (the MLP) needs MIN_AFFORDABLE_TRIALS of it, counted in the CPU-seconds
+    of the run's ``cpus`` (trials run side by side)."""
     sampled_s = clock.least_s(family, int(clock.train_rows * MIN_SAMPLE_SHARE))
     if sampled_s > limit_s:
         return (f"a trial would take about {sampled_s:.0f}s even on {MIN_SAMPLE_SHARE:.0%} of the rows, "
                 f"over its {limit_s:.0f}s limit")
     estimate = family.estimated_trial_s(clock.train_rows, clock.n_features, clock.n_folds)
-    if estimate is not None and estimate > spec.budget.time_s / MIN_AFFORDABLE_TRIALS:
+    if estimate is not None and estimate > spec.budget.time_s * cpus / MIN_AFFORDABLE_TRIALS:
         return f"a trial would take about {estimate:.1f}s: the budget pays for fewer than {MIN_AFFORDABLE_TRIALS}"
     return ""
 

@@ -30,6 +30,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--datasets", type=Path, default=ROOT.parent / "shared" / "datasets")
     parser.add_argument("--only", nargs="*")
+    parser.add_argument("--params", type=json.loads, default={},
+                        help="JSON: changes to the MLP's default configuration, e.g. '{\"ensemble_size\": 1}'")
     args = parser.parse_args()
     cores = os.cpu_count() or 1
     mlp = get_family("mlp")
@@ -43,7 +45,7 @@ def main() -> None:
         metric = get_metric(entry["metric"], data.task)
         lgbm = (LGBMRegressor if data.task == "regression" else LGBMClassifier)(verbose=-1, n_jobs=cores)
         row = {"dataset": entry["name"], "metric": metric.name, "rows": len(data.y)}
-        for name, model in (("mlp", mlp.build(mlp.default_params(data.task), data.task, cores, 0)),
+        for name, model in (("mlp", mlp.build({**mlp.default_params(data.task), **args.params}, data.task, cores, 0)),
                             ("lgbm", lgbm)):
             started = time.perf_counter()
             model.fit(data.X, data.y)

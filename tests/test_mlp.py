@@ -10,6 +10,7 @@ from sklearn import datasets, metrics
 from automl.artifact import Member, Predictor, load_predictor
 from automl.data import prepare_training
 from automl.models import get_family
+from automl.models._tabular_mlp import batch_rows, pick_device
 from automl.planner import plan
 from automl.spec import build_spec
 
@@ -87,15 +88,39 @@ def test_saved_model_loads_on_a_cpu_only_machine(tmp_path, monkeypatch):
     np.testing.assert_array_equal(loaded.predict_matrix(data.X.iloc[test]), expected)
 
 
+def test_the_batch_grows_with_the_rows_and_more_on_a_gpu():
+    assert [batch_rows(n, "cpu") for n in (100, 156, 3_600, 26_000, 1_000_000)] == [32, 32, 128, 256, 1024]
+    assert [batch_rows(n, "cuda") for n in (3_600, 26_000, 1_000_000)] == [1024, 2048, 16384]
+    assert batch_rows(20, "cpu") == 20  # never more than the rows
+
+
+def test_the_device_is_the_gpu_where_one_is_visible(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert pick_device("auto").type == "cuda" and pick_device("cpu").type == "cpu"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert pick_device("auto").type == "cpu"
+
+
+def test_the_members_are_trained_apart_and_averaged():
+    data, train, test = _split(datasets.load_breast_cancer(as_frame=True).frame)
+    model = _fit(data, train, ensemble_size=4)
+    numeric, codes = model._tensors(data.X.iloc[test])
+    with torch.no_grad():
+        members = torch.softmax(model.network_(numeric, codes), dim=2)
+    assert members.shape == (len(test), 4, 2)
+    assert not torch.allclose(members[:, 0], members[:, 1])  # four different models...
+    np.testing.assert_allclose(model.predict_proba(data.X.iloc[test]), members.mean(dim=1).numpy(), rtol=1e-5)
+
+
 def test_diverging_training_fails_loudly():
     data, train, _ = _split(datasets.load_breast_cancer(as_frame=True).frame)
     with pytest.raises(FloatingPointError, match="diverged"):  # a failed trial, never a silent model
-        _fit(data, train, learning_rate=1e30, normalization="none")
+        _fit(data, train, learning_rate=1e30)
 
 
 def _spec(time_s, include=None):
     return build_spec({"data": {"train": "x.csv", "target": "y"}, "budget": {"time_s": time_s},
-                       "models": {"include": include}})
+                       "models": {"include": include}, "hardware": {"cpus": 2}})
 
 
 def test_planner_gives_the_mlp_budget_only_where_a_trial_can_finish():
@@ -103,7 +128,7 @@ def test_planner_gives_the_mlp_budget_only_where_a_trial_can_finish():
     assert "mlp" in [f.name for f in small.families]
     large = plan(_spec(60), "binary", n_rows=30_000, n_features=14)
     assert "mlp" not in [f.name for f in large.families] and "fewer than 20" in large.skipped["mlp"]
-    assert "mlp" in [f.name for f in plan(_spec(1200), "binary", 30_000, 14).families]
+    assert "mlp" in [f.name for f in plan(_spec(3600), "binary", 30_000, 14).families]
     # asked for by name, it is tried whatever the estimate
     assert [f.name for f in plan(_spec(60, ["mlp"]), "binary", 30_000, 14).families] == ["mlp"]
 

@@ -1,11 +1,20 @@
-"""A tabular MLP in PyTorch: numeric inputs scaled, categoricals as learned embeddings.
+"""A tabular MLP in PyTorch, after the strong tabular MLPs of 2024.
 
-Training: AdamW with a one-cycle schedule, early stopping on a validation split
-carved from the rows ``fit`` is given (10%, stratified for classification), with
-the best epoch's weights restored. The fold's own validation rows are never
-seen, so out-of-fold scores stay honest. On a GPU it trains in mixed precision
-on the device Ray assigned; the fitted network is kept on the CPU, so a model
-trained on a GPU loads and predicts on a CPU-only machine.
+- Inputs: numeric columns robust-scaled and smoothly clipped (RealMLP, Holzmüller et
+  al., 2024), optionally through periodic embeddings (Gorishniy et al., 2022, "PLR
+  lite" as TabM uses them); categoricals as learned embeddings.
+- Network: TabM-mini (Gorishniy et al., 2024): ``ensemble_size`` implicit MLPs share
+  one network; each sees the inputs through its own multiplicative adapter and has
+  its own output head. Each is trained on its own loss; their predictions are averaged.
+- Training: AdamW with beta2 = 0.95 and label smoothing (RealMLP), a short warm-up then
+  a cosine decay, early stopping on a validation split carved from the rows ``fit`` is
+  given (10%, stratified; with ``in_time_order`` the latest tenth), the best epoch's
+  weights restored. The fold's own validation rows are never seen, so out-of-fold
+  scores stay honest.
+- Devices: the data stays on the device for the whole fit, the batch grows with the
+  rows (``batch_rows``; larger on a GPU, where a step costs little more for more rows),
+  and a GPU trains in bfloat16. The fitted network is kept on the CPU, so a model
+  trained on a GPU loads and predicts on a CPU-only machine.
 """
 
 from __future__ import annotations
@@ -17,7 +26,7 @@ import time
 import numpy as np
 import pandas as pd
 import torch
-from sklearn.base import BaseEstimator
+from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.impute import SimpleImputer
 from sklearn.model_selection import train_test_split
 from sklearn.pipeline import make_pipeline
@@ -26,9 +35,38 @@ from torch import nn
 
 VALIDATION_SHARE = 0.1
 MAX_EPOCHS = 60
-PATIENCE = 6
+PATIENCE = 8
+MIN_STEPS, MIN_PATIENCE_STEPS = 400, 200
+"""On small data, where an epoch is a few steps, training may take more epochs (up to
+MIN_STEPS steps in all) and waits longer for a better one (MIN_PATIENCE_STEPS steps)."""
+WARMUP_SHARE = 0.05
+"""The share of the planned steps over which the learning rate rises to its peak."""
 TIME_CHECK_STEPS = 32
 """Under a time limit, the clock is read every this many steps (once an epoch is kept)."""
+MAX_EMBEDDED_FEATURES = 256
+"""Wider tables skip the periodic embeddings: they would multiply the first layer's inputs."""
+PERIODIC_FREQUENCIES, PERIODIC_SIZE = 16, 8
+"""Each numeric feature: 16 learned frequencies (cos and sin of each), mapped to 8 values."""
+BATCH_LIMITS = {"cpu": (32, 1024), "cuda": (256, 16384)}
+"""The fewest and most rows a batch takes on each kind of device (see ``batch_rows``)."""
+
+
+def batch_rows(n_rows: int, device_type: str) -> int:
+    """The batch for ``n_rows`` training rows: twice their square root on a CPU, as a power
+    of two (156 rows: 32, 3.6k: 128, 26k: 256, 1M: 1024, TabM's range), eight times that on
+    a GPU, where a step is dominated by Python's overhead rather than the rows it takes."""
+    low, high = BATCH_LIMITS.get(device_type, BATCH_LIMITS["cpu"])
+    scale = 8 if device_type == "cuda" else 1
+    size = 2 ** round(math.log2(max(1.0, 2 * math.sqrt(n_rows) * scale)))
+    return int(min(max(size, low), high, max(2, n_rows)))
+
+
+def pick_device(requested: str = "auto") -> torch.device:
+    """``auto``: the first visible GPU where there is one (Ray makes only a trial's own GPUs
+    visible to it), else the CPU."""
+    if requested == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(requested)
 
 
 def embedding_size(levels: int) -> int:
@@ -36,44 +74,103 @@ def embedding_size(levels: int) -> int:
     return int(min(32, round(1.6 * levels**0.56)))
 
 
-class _Network(nn.Module):
-    def __init__(self, n_numeric: int, levels: list[int], n_outputs: int, n_layers: int, width: int,
-                 dropout: float, normalization: str):
+class RobustSmoothClip(TransformerMixin, BaseEstimator):
+    """RealMLP's numeric scaling (Holzmüller et al., 2024): centre on the median, divide by
+    the interquartile range, or where that is zero (a column mostly of one value, such as
+    a capital gain) by half the range, then clip softly to about (-3, 3) with
+    x / sqrt(1 + (x/3)^2). scikit-learn's RobustScaler would divide such a column by 1."""
+
+    def fit(self, X, y=None) -> RobustSmoothClip:
+        X = np.asarray(X, dtype=np.float64)
+        self.center_ = np.median(X, axis=0)
+        low, high = np.quantile(X, [0.25, 0.75], axis=0)
+        spread = high - low
+        half_range = (X.max(axis=0) - X.min(axis=0)) / 2
+        spread = np.where(spread > 0, spread, half_range)
+        self.scale_ = np.where(spread > 0, spread, 1.0)
+        return self
+
+    def transform(self, X) -> np.ndarray:
+        scaled = (np.asarray(X, dtype=np.float64) - self.center_) / self.scale_
+        return scaled / np.sqrt(1 + (scaled / 3) ** 2)
+
+
+class _PeriodicEmbedding(nn.Module):
+    """Each numeric feature as cos and sin of learned frequencies, through one linear map
+    shared by the features and a ReLU (PLR "lite", Gorishniy et al., 2022)."""
+
+    def __init__(self, n_features: int, scale: float, generator: torch.Generator):
         super().__init__()
+        self.frequencies = nn.Parameter(
+            torch.randn(n_features, PERIODIC_FREQUENCIES, generator=generator) * scale)
+        self.linear = nn.Linear(2 * PERIODIC_FREQUENCIES, PERIODIC_SIZE)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        angles = 2 * math.pi * self.frequencies * x.unsqueeze(-1)
+        features = torch.cat([torch.cos(angles), torch.sin(angles)], dim=-1)
+        return torch.relu(self.linear(features)).flatten(1)
+
+
+class _Network(nn.Module):
+    """TabM-mini: ``members`` MLPs sharing their layers, each with its own input adapter
+    (initialised to random signs, as TabM does) and output head. Returns
+    (rows, members, outputs)."""
+
+    def __init__(self, n_numeric: int, levels: list[int], n_outputs: int, n_layers: int, width: int,
+                 dropout: float, activation: str, members: int, periodic_scale: float | None,
+                 generator: torch.Generator):
+        super().__init__()
+        self.periodic = _PeriodicEmbedding(n_numeric, periodic_scale, generator) \
+            if periodic_scale is not None and n_numeric else None
         # one extra row per embedding: index 0 is "missing or unseen"
         self.embeddings = nn.ModuleList(nn.Embedding(k + 1, embedding_size(k + 1)) for k in levels)
-        size = n_numeric + sum(e.embedding_dim for e in self.embeddings)
+        size = (n_numeric * (PERIODIC_SIZE if self.periodic is not None else 1)
+                + sum(e.embedding_dim for e in self.embeddings))
+        signs = torch.randint(0, 2, (members, size), generator=generator).float() * 2 - 1
+        self.adapters = nn.Parameter(signs)
         layers: list[nn.Module] = []
         for _ in range(n_layers):
-            layers.append(nn.Linear(size, width))
-            if normalization == "batch":
-                layers.append(nn.BatchNorm1d(width))
-            elif normalization == "layer":
-                layers.append(nn.LayerNorm(width))
-            layers += [nn.ReLU(), nn.Dropout(dropout)]
+            layers += [nn.Linear(size, width), _ACTIVATIONS[activation](), nn.Dropout(dropout)]
             size = width
-        layers.append(nn.Linear(size, n_outputs))
         self.body = nn.Sequential(*layers)
+        bound = 1 / math.sqrt(size)  # nn.Linear's own initialisation, per member
+        self.head_weight = nn.Parameter(torch.empty(members, size, n_outputs).uniform_(-bound, bound,
+                                                                                       generator=generator))
+        self.head_bias = nn.Parameter(torch.zeros(members, n_outputs))
 
     def forward(self, numeric: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
-        parts = [numeric] + [embed(codes[:, i]) for i, embed in enumerate(self.embeddings)]
-        return self.body(torch.cat(parts, dim=1))
+        parts = [self.periodic(numeric) if self.periodic is not None else numeric]
+        parts += [embed(codes[:, i]) for i, embed in enumerate(self.embeddings)]
+        inputs = torch.cat(parts, dim=1).unsqueeze(1) * self.adapters  # (rows, members, size)
+        hidden = self.body(inputs)
+        return torch.einsum("rms,mso->rmo", hidden, self.head_weight) + self.head_bias
+
+
+_ACTIVATIONS = {"relu": nn.ReLU, "selu": nn.SELU, "silu": nn.SiLU}
 
 
 class TabularMLP(BaseEstimator):
-    """scikit-learn estimator around ``_Network``; ``task`` picks the loss and outputs."""
+    """scikit-learn estimator around ``_Network``; ``task`` picks the loss and outputs.
 
-    def __init__(self, task: str = "binary", n_layers: int = 2, width: int = 128, dropout: float = 0.1,
-                 normalization: str = "batch", learning_rate: float = 3e-3, weight_decay: float = 1e-4,
-                 batch_size: int = 256, numeric_transform: str = "standard", max_epochs: int = MAX_EPOCHS,
+    ``batch_size`` 0 lets the rows and the device choose it (``batch_rows``);
+    ``periodic_scale`` None feeds numeric values to the network as they are, a number
+    starts periodic embeddings' frequencies at that spread."""
+
+    def __init__(self, task: str = "binary", n_layers: int = 3, width: int = 256, dropout: float = 0.1,
+                 activation: str = "relu", ensemble_size: int = 8, periodic_scale: float | None = None,
+                 learning_rate: float = 2e-3, weight_decay: float = 3e-4, label_smoothing: float = 0.0,
+                 batch_size: int = 0, numeric_transform: str = "robust", max_epochs: int = MAX_EPOCHS,
                  n_jobs: int = 1, random_state: int = 0, device: str = "auto"):
         self.task = task
         self.n_layers = n_layers
         self.width = width
         self.dropout = dropout
-        self.normalization = normalization
+        self.activation = activation
+        self.ensemble_size = ensemble_size
+        self.periodic_scale = periodic_scale
         self.learning_rate = learning_rate
         self.weight_decay = weight_decay
+        self.label_smoothing = label_smoothing
         self.batch_size = batch_size
         self.numeric_transform = numeric_transform
         self.max_epochs = max_epochs
@@ -94,16 +191,15 @@ class TabularMLP(BaseEstimator):
         return torch.as_tensor(numeric, dtype=torch.float32), torch.as_tensor(codes, dtype=torch.long)
 
     def _numeric_pipeline(self, n_rows: int):
-        scaler = (QuantileTransformer(output_distribution="normal", n_quantiles=min(1000, n_rows),
-                                      random_state=self.random_state)
-                  if self.numeric_transform == "quantile" else StandardScaler())
+        if self.numeric_transform == "quantile":
+            scaler = QuantileTransformer(output_distribution="normal", n_quantiles=min(1000, n_rows),
+                                         random_state=self.random_state)
+        elif self.numeric_transform == "robust":
+            scaler = RobustSmoothClip()
+        else:
+            scaler = StandardScaler()
         return make_pipeline(SimpleImputer(strategy="median", add_indicator=True, keep_empty_features=True),
                              scaler)
-
-    def _device(self) -> torch.device:
-        if self.device == "auto":
-            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        return torch.device(self.device)
 
     # -- training ----------------------------------------------------------
     def fit(self, X: pd.DataFrame, y: np.ndarray, time_limit_s: float | None = None,
@@ -136,51 +232,65 @@ class TabularMLP(BaseEstimator):
             n_outputs = 1
         numeric, codes = self._tensors(X)
         levels = [len(X[c].cat.categories) for c in self.categorical_columns_]
+        periodic = self.periodic_scale if numeric.shape[1] <= MAX_EMBEDDED_FEATURES else None
+        generator = torch.Generator().manual_seed(self.random_state)
         network = _Network(numeric.shape[1], levels, n_outputs, self.n_layers, self.width, self.dropout,
-                           self.normalization)
+                           self.activation, self.ensemble_size, periodic, generator)
         self.network_ = self._train(network, numeric, codes, targets, train_rows, valid_rows, deadline)
         return self
 
-    def _loss(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    def _member_loss(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """The mean of the members' own losses: each is trained as a model of its own."""
+        members = outputs.shape[1]
         if self.task == "regression":
-            return nn.functional.mse_loss(outputs.squeeze(1).float(), targets)
-        return nn.functional.cross_entropy(outputs.float(), targets)
+            return nn.functional.mse_loss(outputs.squeeze(2).float(), targets.unsqueeze(1).expand(-1, members))
+        return nn.functional.cross_entropy(outputs.flatten(0, 1).float(), targets.repeat_interleave(members),
+                                           label_smoothing=self.label_smoothing)
+
+    def _ensemble_loss(self, outputs: torch.Tensor, targets: torch.Tensor) -> float:
+        """The loss of the members' averaged prediction, as the fitted model predicts."""
+        if self.task == "regression":
+            return float(nn.functional.mse_loss(outputs.float().mean(dim=1).squeeze(1), targets))
+        probabilities = torch.softmax(outputs.float(), dim=2).mean(dim=1)
+        return float(nn.functional.nll_loss(torch.log(probabilities.clamp_min(1e-12)), targets))
 
     def _train(self, network: _Network, numeric, codes, targets, train_rows, valid_rows,
                deadline: float = math.inf) -> _Network:
-        device = self._device()
+        device = pick_device(self.device)
         network.to(device)
-        mixed = device.type == "cuda"
-        tensors = [t.to(device) for t in (numeric, codes, targets)]
+        half = torch.bfloat16 if device.type == "cuda" else None
+        numeric, codes, targets = (t.to(device) for t in (numeric, codes, targets))
         train = torch.as_tensor(train_rows, device=device)
-        batch = min(self.batch_size, len(train_rows))
-        steps = max(1, len(train_rows) // batch)  # the last, partial batch is dropped (BatchNorm needs 2+ rows)
-        optimizer = torch.optim.AdamW(network.parameters(), lr=self.learning_rate, weight_decay=self.weight_decay)
-        schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=self.learning_rate,
-                                                       total_steps=self.max_epochs * steps)
-        scaler = torch.amp.GradScaler("cuda", enabled=mixed)
+        valid = torch.as_tensor(valid_rows, device=device)
+        batch = self.batch_size or batch_rows(len(train_rows), device.type)
+        batch = min(batch, len(train_rows))
+        steps = max(1, len(train_rows) // batch)  # the last, partial batch is dropped
+        epochs = max(self.max_epochs, math.ceil(MIN_STEPS / steps))
+        patience = max(PATIENCE, math.ceil(MIN_PATIENCE_STEPS / steps))
+        optimizer = torch.optim.AdamW(network.parameters(), lr=self.learning_rate, weight_decay=self.weight_decay,
+                                      betas=(0.9, 0.95))
+        schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, _warmup_cosine(epochs * steps))
         shuffler = torch.Generator(device="cpu").manual_seed(self.random_state)
         best_loss, best_state, stale = float("inf"), None, 0
-        for _ in range(self.max_epochs):
+        for _ in range(epochs):
             network.train()
             order = train[torch.randperm(len(train), generator=shuffler).to(device)]
             for step in range(steps):
                 if step % TIME_CHECK_STEPS == 0 and time.monotonic() >= deadline and best_state is not None:
                     break
                 rows = order[step * batch:(step + 1) * batch]
-                with torch.autocast(device.type, dtype=torch.float16, enabled=mixed):
-                    loss = self._loss(network(tensors[0][rows], tensors[1][rows]), tensors[2][rows])
+                with torch.autocast(device.type, dtype=half, enabled=half is not None):
+                    loss = self._member_loss(network(numeric[rows], codes[rows]), targets[rows])
                 optimizer.zero_grad(set_to_none=True)
-                scaler.scale(loss).backward()
-                scaler.step(optimizer)
-                scaler.update()
+                loss.backward()
+                optimizer.step()
                 schedule.step()
-            valid_loss = self._validation_loss(network, tensors, torch.as_tensor(valid_rows, device=device))
+            valid_loss = self._validation_loss(network, numeric, codes, targets, valid, half)
             if valid_loss < best_loss - 1e-4:
                 best_loss, best_state, stale = valid_loss, copy.deepcopy(network.state_dict()), 0
             else:
                 stale += 1
-                if stale >= PATIENCE:
+                if stale >= patience:
                     break
             if time.monotonic() >= deadline:
                 break
@@ -188,12 +298,15 @@ class TabularMLP(BaseEstimator):
             raise FloatingPointError("the MLP diverged: its validation loss was never finite")
         network.load_state_dict(best_state)
         self.best_validation_loss_ = best_loss
+        self.batch_size_ = batch
         return network.to("cpu").eval()  # kept on the CPU: it pickles and predicts anywhere
 
     @torch.no_grad()
-    def _validation_loss(self, network: _Network, tensors, rows: torch.Tensor) -> float:
+    def _validation_loss(self, network: _Network, numeric, codes, targets, rows: torch.Tensor, half) -> float:
         network.eval()
-        return float(self._loss(network(tensors[0][rows], tensors[1][rows]), tensors[2][rows]))
+        with torch.autocast(rows.device.type, dtype=half, enabled=half is not None):
+            outputs = network(numeric[rows], codes[rows])
+        return self._ensemble_loss(outputs, targets[rows])
 
     # -- prediction --------------------------------------------------------
     @torch.no_grad()
@@ -202,9 +315,22 @@ class TabularMLP(BaseEstimator):
         return self.network_(numeric, codes).float()
 
     def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
-        return torch.softmax(self._outputs(X), dim=1).numpy()
+        return torch.softmax(self._outputs(X), dim=2).mean(dim=1).numpy()
 
     def predict(self, X: pd.DataFrame) -> np.ndarray:
         if self.task == "regression":
-            return self._outputs(X).squeeze(1).numpy() * self.y_std_ + self.y_mean_
+            return self._outputs(X).mean(dim=1).squeeze(1).numpy() * self.y_std_ + self.y_mean_
         return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
+
+
+def _warmup_cosine(total_steps: int):
+    """The learning rate's factor at each step: up linearly over WARMUP_SHARE of the steps,
+    then down along a half cosine to zero."""
+    warmup = max(1, int(WARMUP_SHARE * total_steps))
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warmup) / max(1, total_steps - warmup))))
+
+    return factor
