@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 BENCH_TIME_S ?= 60
 
-.PHONY: install test demo lint bench bench-quality bench-scaling bench-scale bench-mlp bench-faults bench-peers-install browser clean
+.PHONY: install test demo lint bench bench-quality bench-scaling bench-scale bench-mlp bench-gpu bench-faults bench-peers-install browser clean
 
 install: $(BIN)/automl browser
 
@@ -57,6 +57,9 @@ bench-scale: install
 
 bench-mlp: install
 	$(BIN)/python benchmarks/mlp.py
+
+bench-gpu: install
+	$(BIN)/python benchmarks/gpu.py
 
 bench-faults: install
 	$(BIN)/python benchmarks/faults.py

@@ -110,7 +110,7 @@ class Run(RunClock):
         hw = self.spec.hardware
         search = Search(self.plan.families, data.task, metric, storage_url(str(self.output_dir / "study.db")),
                         study_name=self.spec.name, seed=self.spec.seed, cpus_per_trial=self.plan.cpus_per_trial,
-                        gpus_per_trial=hw.gpus_per_trial if hw.gpus else 0, max_trials=self.spec.budget.max_trials,
+                        max_trials=self.spec.budget.max_trials,
                         trial_time_limit_s=self.plan.trial_time_limit_s, portfolios=self.plan.portfolios,
                         shares=FamilyShares(self.plan.families, metric.higher_is_better),
                         max_model_bytes=0 if folds.in_time_order else bagging.MAX_FOLD_MODELS_BYTES,
@@ -136,6 +136,8 @@ class Run(RunClock):
             self.stop_margin_s = executor.close_s
             search.memory = self.memory = memory_budget(self.spec, workload, executor.slots)
             self.timings["executor_start_s"] = self.elapsed() - self.timings["load_s"]
+            self.plan.use_gpus(self.spec, executor.gpus, len(data.y), data.X.shape[1])
+            search.gpus_per_trial = self.plan.gpus_per_trial
             search.clock = self.plan.clock
             search.pruning = len(folds) > 1
             payload = executor.put(workload)

@@ -34,6 +34,7 @@ from automl.budget import (
     MIN_AFFORDABLE_TRIALS,
     trial_time_limit_s,
 )
+from automl.devices import gpu_memory_bytes, run_gpus
 from automl.errors import InputError
 from automl.models import ModelFamily, family_names, get_family
 from automl.spec import Spec
@@ -157,13 +158,17 @@ class TrialClock:
     n_features: int
     n_folds: int
     cpus_per_trial: int = 1
+    gpu_families: frozenset[str] = frozenset()
+    """Families whose trials run on a GPU in this run."""
     ratios: dict[str, list[float]] = field(default_factory=dict)
     """Per family: measured fit seconds over estimated, one per completed trial."""
 
     def fit_estimate_s(self, family: ModelFamily, rows: int | None = None) -> float:
-        """Idle-machine seconds of all of a trial's fold fits, on ``rows`` per fold."""
+        """Idle-machine seconds of all of a trial's fold fits, on ``rows`` per fold: on the
+        trial's threads, or for a family on a GPU, its ``gpu_speedup`` over one thread."""
         rows = rows or self.train_rows
-        return self.n_folds * family.fold_fit_s(rows, self.n_features) / thread_speedup(self.cpus_per_trial)
+        speedup = family.gpu_speedup if family.name in self.gpu_families else thread_speedup(self.cpus_per_trial)
+        return self.n_folds * family.fold_fit_s(rows, self.n_features) / speedup
 
     def speed(self, family: ModelFamily) -> float:
         """The family's own measured ratio; before it has one, the other families' can say
@@ -172,7 +177,9 @@ class TrialClock:
         own = self.ratios.get(family.name)
         if own:
             return float(np.clip(np.median(own), MIN_SPEED, MAX_SPEED))
-        others = [r for rs in self.ratios.values() for r in rs]
+        if family.name in self.gpu_families:  # CPU trials' pace says nothing of a GPU's
+            return 1.0
+        others = [r for rs in self.ratios.values() if rs for r in rs]
         return float(np.clip(np.median(others), 1.0, MAX_SPEED)) if others else 1.0
 
     def estimate_s(self, family: ModelFamily, rows: int | None = None) -> float:
@@ -263,6 +270,31 @@ def choose_cpus_per_trial(spec: Spec, trial_s: float, cpus: int) -> tuple[int, s
                      "so each gets them all and models come sooner")
 
 
+MAX_TRIALS_PER_GPU = 4
+"""A tabular MLP's step leaves a GPU mostly idle (Python's overhead, small batches): up to
+four trials share one, as far as its memory allows."""
+GPU_TRIAL_BASE_BYTES, GPU_BYTES_PER_DATA_BYTE = 2 * 2**30, 4.0
+"""A GPU trial's memory: CUDA's context and the network (about 2 GB), and the training
+table held on the device (float32) with its batches and gradients (4 times its size)."""
+ASSUMED_GPU_MEMORY_BYTES = 16 * 2**30
+"""A GPU's memory where nvidia-smi cannot say (a cluster's nodes): a small data-centre GPU."""
+
+
+def choose_gpus_per_trial(spec: Spec, gpus: float, n_rows: int, n_features: int) -> tuple[float, str]:
+    """The share of a GPU a GPU family's trial takes: what the spec names, or as many
+    trials per GPU (up to MAX_TRIALS_PER_GPU) as its memory holds."""
+    named = spec.hardware.gpus_per_trial
+    if not gpus:
+        return 0.0, "no GPU"
+    if named != "auto":
+        return float(named), "hardware.gpus_per_trial, as the spec says"
+    memory = gpu_memory_bytes() or ASSUMED_GPU_MEMORY_BYTES
+    need = GPU_TRIAL_BASE_BYTES + GPU_BYTES_PER_DATA_BYTE * 4 * n_rows * n_features
+    per_gpu = int(min(MAX_TRIALS_PER_GPU, max(1, memory // need)))
+    return 1 / per_gpu, (f"{per_gpu} trial(s) per GPU: each needs ~{need / 2**30:.1f} GB of its "
+                         f"{memory / 2**30:.0f} GB")
+
+
 def run_cpus(spec: Spec) -> int:
     """The CPUs the run plans for: ``hardware.cpus``, else this machine's."""
     return spec.hardware.cpus or os.cpu_count() or 1
@@ -280,13 +312,27 @@ class Plan:
     cpus_reason: str = ""
     clock: TrialClock | None = None
     """What the plan estimated trials with; the search goes on correcting it with what they take."""
+    gpus_per_trial: float = 0.0
+    gpus_reason: str = ""
 
     def describe(self) -> dict:
         return {"families": [f.name for f in self.families], "skipped": self.skipped,
                 "trial_time_limit_s": self.trial_time_limit_s,
                 "portfolio_sizes": {name: len(configs) for name, configs in self.portfolios.items()},
                 "validation": self.validation.describe(),
-                "cpus_per_trial": self.cpus_per_trial, "cpus_per_trial_reason": self.cpus_reason}
+                "cpus_per_trial": self.cpus_per_trial, "cpus_per_trial_reason": self.cpus_reason,
+                "gpus_per_trial": self.gpus_per_trial, "gpus_per_trial_reason": self.gpus_reason}
+
+    def use_gpus(self, spec: Spec, gpus: float, n_rows: int, n_features: int) -> None:
+        """Fit the plan to the GPUs the executor found (a cluster's are known only once it is
+        joined): none there, no trial asks for one (Ray would wait for it for ever)."""
+        if not gpus:
+            self.gpus_per_trial, self.gpus_reason = 0.0, "no GPU"
+        elif not self.gpus_per_trial:
+            self.gpus_per_trial, self.gpus_reason = choose_gpus_per_trial(spec, gpus, n_rows, n_features)
+        if self.clock is not None:
+            self.clock.gpu_families = frozenset(
+                family.name for family in self.families if family.uses_gpu and self.gpus_per_trial)
 
 
 def plan(spec: Spec, task: str, n_rows: int, n_features: int) -> Plan:
@@ -307,26 +353,33 @@ def plan(spec: Spec, task: str, n_rows: int, n_features: int) -> Plan:
         spec, validation.folds * chosen[0].fold_fit_s(train_rows, n_features), cpus)
     clock = TrialClock(FIRST_RESULT_SHARE * spec.budget.time_s, train_rows, n_features, validation.folds,
                        cpus_per_trial)
+    gpus = run_gpus(spec.hardware)
+    gpus_per_trial, gpus_reason = choose_gpus_per_trial(spec, gpus, n_rows, n_features)
+    if gpus_per_trial:
+        clock.gpu_families = frozenset(family.name for family in chosen if family.uses_gpu)
     for family in [] if spec.models.include else list(chosen):  # what the spec names is always tried
-        reason = _cannot_pay_for(family, spec, clock, limit, cpus)
+        at_once = gpus / gpus_per_trial if family.name in clock.gpu_families else cpus
+        reason = _cannot_pay_for(family, spec, clock, limit, at_once)
         if reason and len(chosen) > 1:  # never none left
             chosen.remove(family)
             skipped[family.name] = reason
     return Plan(chosen, skipped, limit, {family.name: family.portfolio(task) for family in chosen}, validation,
-                cpus_per_trial, cpus_reason, clock)
+                cpus_per_trial, cpus_reason, clock, gpus_per_trial, gpus_reason)
 
 
-def _cannot_pay_for(family: ModelFamily, spec: Spec, clock: TrialClock, limit_s: float, cpus: int) -> str:
+def _cannot_pay_for(family: ModelFamily, spec: Spec, clock: TrialClock, limit_s: float, at_once: float) -> str:
     """Why the budget cannot pay for ``family`` on this data ("" when it can): a trial must
     fit in its time limit on MIN_SAMPLE_SHARE of the rows at least, and a family that knows
-    its full cost (the MLP) needs MIN_AFFORDABLE_TRIALS of it, counted in the CPU-seconds
-    of the run's ``cpus`` (trials run side by side)."""
+    its full cost (the MLP) needs MIN_AFFORDABLE_TRIALS of it, ``at_once`` side by side (one
+    per CPU, or on GPUs as many as their shares allow), at its cost on a GPU where it gets one."""
     sampled_s = clock.least_s(family, int(clock.train_rows * MIN_SAMPLE_SHARE))
     if sampled_s > limit_s:
         return (f"a trial would take about {sampled_s:.0f}s even on {MIN_SAMPLE_SHARE:.0%} of the rows, "
                 f"over its {limit_s:.0f}s limit")
     estimate = family.estimated_trial_s(clock.train_rows, clock.n_features, clock.n_folds)
-    if estimate is not None and estimate > spec.budget.time_s * cpus / MIN_AFFORDABLE_TRIALS:
+    if estimate is not None and family.name in clock.gpu_families:
+        estimate /= family.gpu_speedup
+    if estimate is not None and estimate > spec.budget.time_s * at_once / MIN_AFFORDABLE_TRIALS:
         return f"a trial would take about {estimate:.1f}s: the budget pays for fewer than {MIN_AFFORDABLE_TRIALS}"
     return ""
 

@@ -261,7 +261,7 @@ class Search:
         growing_s = self._allowed_s(limit_s) if self.clock is not None else limit_s  # learners stop growing by then
         spec = TrialSpec(trial.number, family, params, self.metric.name, self.seed, self.cpus_per_trial,
                          executor.report_link(trial.number) if self.pruning else None, self.max_model_bytes, rows,
-                         reason, growing_s)
+                         reason, growing_s, self.resources(family)["num_gpus"])
         return _Running(trial, spec, now, limit_s, first_round=not self.best_scores)
 
     def _rows(self, family: str, params: dict[str, Any], limit_s: float) -> tuple[int | None, str]:

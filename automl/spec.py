@@ -105,11 +105,22 @@ class HardwareSpec(_Section):
     ray_address: str | None = Field(
         None, description="null: an embedded local Ray; 'auto', 'HOST:PORT' or 'ray://HOST:PORT': join that cluster.")
     cpus: int | None = Field(None, ge=1, description="CPUs the run may use; null: all offered.")
-    gpus: int = Field(0, ge=0)
+    gpus: int | Literal["auto"] = Field(
+        "auto", description="GPUs the run may use; auto: this machine's (through an embedded Ray), or on a "
+                            "cluster the cluster's; 0: none.")
     cpus_per_trial: int | Literal["auto"] = Field(
         "auto", description="CPUs (and model threads) per trial; auto: one, or all the run's when only a few "
                             "trials fit in the budget.")
-    gpus_per_trial: float = Field(0, ge=0)
+    gpus_per_trial: float | Literal["auto"] = Field(
+        "auto", description="The share of a GPU a trial of a GPU family (the MLP) takes; auto: chosen from the "
+                            "data's size and the GPU's memory, fractional where several trials fit on one GPU.")
+
+    @field_validator("gpus", "gpus_per_trial")
+    @classmethod
+    def _not_negative(cls, amount: float | str) -> float | str:
+        if amount != "auto" and amount < 0:
+            raise ValueError("must be 'auto' or at least 0")
+        return amount
 
     @field_validator("cpus_per_trial")
     @classmethod
@@ -155,7 +166,7 @@ class Spec(_Section):
         per_trial = self.hardware.cpus_per_trial
         if self.hardware.cpus is not None and per_trial != "auto" and per_trial > self.hardware.cpus:
             raise ValueError("hardware.cpus_per_trial is larger than hardware.cpus")
-        if self.hardware.backend == "local" and (self.hardware.ray_address or self.hardware.gpus):
+        if self.hardware.backend == "local" and (self.hardware.ray_address or self.hardware.gpus not in (0, "auto")):
             raise ValueError("hardware.backend local runs on this machine's CPUs only: "
                              "it cannot take hardware.ray_address or hardware.gpus")
         return self
@@ -312,9 +323,9 @@ hardware:
   backend: auto                   # auto: Ray for a cluster or GPUs; else local processes
   ray_address: null               # null: Ray on this machine; "auto" or "HOST:PORT": a cluster
   cpus: null                      # null: all there are
-  gpus: 0
+  gpus: auto                      # auto: this machine's (Ray then runs the trials), or a cluster's; 0: none
   cpus_per_trial: auto            # auto: 1, or all the run's CPUs when only a few trials fit in the budget
-  gpus_per_trial: 0
+  gpus_per_trial: auto            # auto: a share of a GPU per MLP trial, by data size and GPU memory
 output: null                      # null: runs/<name>
 seed: 0
 """

@@ -68,6 +68,8 @@ class TrialSpec:
     time_limit_s: float | None = None
     """Learners that grow stop growing in time to return within this (at most its hard limit;
     before any trial has completed, the share of the budget a first model may take)."""
+    gpus: float = 0
+    """The share of a GPU the trial was given (0: it trains on CPUs)."""
 
 
 @dataclass
@@ -141,6 +143,7 @@ def _cross_validate(workload: Workload, spec: TrialSpec, outcome: TrialOutcome) 
     for step, (train_idx, valid_idx) in enumerate(folds.splits):
         train_idx = in_time_order(subsample(train_idx, spec.max_train_rows, spec.seed + step), data.times)
         estimator = family.build(spec.params, data.task, spec.n_jobs, spec.seed)
+        family.place(estimator, spec.gpus)
         started = time.perf_counter()
         fit_limit_s = (None if deadline is None
                        else max(0.0, deadline - time.monotonic()) / (len(folds) - step) * FIT_SHARE_OF_LIMIT)

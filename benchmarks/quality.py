@@ -105,8 +105,11 @@ def run_automl(entry: dict, datasets: Path, time_s: float, workdir: Path) -> dic
         predictions = predictor.predict_proba(test)
     predict_s = time.perf_counter() - started
     summary = json.loads((workdir / entry["name"] / "run.json").read_text())
+    mlp_trials = [t for t in summary["trial_log"] if t["family"] == "mlp"]
     return {"predictions": predictions, "fit_s": fit_s, "predict_s": predict_s,
-            "best_model": summary["best_model"], "trials": summary["trials"]["total"]}
+            "best_model": summary["best_model"], "trials": summary["trials"]["total"],
+            "mlp_trials": sum(t["status"] == "complete" for t in mlp_trials),
+            "mlp_member": any(member.family == "mlp" for member in predictor.members)}
 
 
 def run_peer(system: str, entry: dict, datasets: Path, time_s: float, workdir: Path) -> dict:
@@ -173,6 +176,11 @@ def report(results: pd.DataFrame, systems: list[str], time_s: float) -> None:
         lower = metrics.isin(LOWER_IS_BETTER)
         wins = (scores["automl"] < scores["lgbm"]).where(lower, scores["automl"] > scores["lgbm"])
         print(f"\nautoml beats lgbm defaults on {int(wins.sum())} of {len(wins)} datasets")
+    if "mlp_member" in results:
+        automl = results[results["system"] == "automl"].set_index("dataset")
+        print(f"\nthe MLP is in automl's final model on {int(automl['mlp_member'].sum())} of {len(automl)} datasets "
+              f"({', '.join(automl.index[automl['mlp_member'].astype(bool)]) or 'none'}); MLP trials completed: "
+              + ", ".join(f"{name} {int(n)}" for name, n in automl["mlp_trials"].items()))
     print(f"\nfit seconds (budget {time_s:g}s) and predict seconds on the test file:")
     timing = results.pivot(index="dataset", columns="system", values=["fit_s", "predict_s"])
     print(timing.round(2).to_string())

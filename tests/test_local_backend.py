@@ -135,11 +135,13 @@ def test_a_killed_driver_leaves_no_worker_behind():
     assert all(_gone(pid) for pid in pids)
 
 
-@pytest.mark.parametrize(("hardware", "expected"), [
-    ({}, "local"), ({"gpus": 1}, "ray"), ({"ray_address": "auto"}, "ray"), ({"backend": "ray"}, "ray"),
-    ({"backend": "local"}, "local"),
+@pytest.mark.parametrize(("hardware", "visible", "expected"), [
+    ({}, "", "local"), ({}, "0", "ray"), ({"gpus": 0}, "0", "local"), ({"gpus": 1}, "", "ray"),
+    ({"ray_address": "auto"}, "", "ray"), ({"backend": "ray"}, "", "ray"), ({"backend": "local"}, "0", "local"),
 ])
-def test_the_backend_is_ray_only_where_it_pays(hardware, expected):
+def test_the_backend_is_ray_only_where_it_pays(hardware, visible, expected, monkeypatch):
+    """``visible``: the GPUs CUDA would show (CUDA_VISIBLE_DEVICES); gpus: auto uses them through Ray."""
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", visible)
     assert backend_name(HardwareSpec(**hardware)) == expected
 
 

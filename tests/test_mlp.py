@@ -39,7 +39,7 @@ def test_multiclass_wine_accuracy_floor():
     data, train, test = _split(datasets.load_wine(as_frame=True).frame, task="multiclass")
     model = _fit(data, train)
     proba = model.predict_proba(data.X.iloc[test])
-    assert proba.shape == (len(test), 3) and np.allclose(proba.sum(axis=1), 1)
+    assert proba.shape == (len(test), 3) and np.abs(proba.sum(axis=1) - 1).max() < 1e-12  # log loss warns at 1.5e-8
     assert metrics.accuracy_score(data.y[test], model.predict(data.X.iloc[test])) > 0.85
 
 

@@ -53,7 +53,7 @@ def test_defaults_for_everything_but_train_and_target():
     assert spec.ensemble.enabled is True and spec.ensemble.size == 25
     hw = spec.hardware
     assert (hw.ray_address, hw.cpus, hw.gpus, hw.cpus_per_trial, hw.gpus_per_trial) == (
-        None, None, 0, "auto", 0)
+        None, None, "auto", "auto", "auto")
     assert spec.output is None
     assert spec.output_dir == Path("runs") / "automl"
     assert spec.seed == 0

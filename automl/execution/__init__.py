@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+from automl.devices import run_gpus
 from automl.execution.base import Answer, Executor, Handle, Placement, Question, trial_slots
 from automl.execution.local import LocalExecutor
 from automl.execution.ray_backend import RayExecutor
@@ -23,14 +24,14 @@ def backend_name(hardware) -> str:
     backend also peaked lower: 3.0 GB summed RSS against Ray's 3.8 (Ray's own processes)."""
     if hardware.backend != "auto":
         return hardware.backend
-    return "ray" if hardware.ray_address or hardware.gpus else "local"
+    return "ray" if hardware.ray_address or run_gpus(hardware) else "local"
 
 
 def make_executor(hardware, cpus_per_trial: int) -> Executor:
     """The backend for ``hardware`` (the spec's section) and trials of ``cpus_per_trial`` CPUs."""
     if backend_name(hardware) == "local":
         return LocalExecutor(hardware.cpus, cpus_per_trial)
-    return RayExecutor(hardware.ray_address, hardware.cpus, hardware.gpus, cpus_per_trial)
+    return RayExecutor(hardware.ray_address, hardware.cpus, run_gpus(hardware), cpus_per_trial)
 
 
 __all__ = ["Answer", "Executor", "Handle", "LocalExecutor", "Placement", "Question", "RayExecutor",

@@ -50,6 +50,11 @@ class Executor(ABC):
     def slots(self) -> int:
         """How many trials can run at the same time."""
 
+    @property
+    def gpus(self) -> float:
+        """The GPUs trials may ask for (none but on Ray)."""
+        return 0
+
     @abstractmethod
     def put(self, obj: Any) -> Any:
         """Store shared data once; the returned reference is passed to tasks."""

@@ -163,6 +163,10 @@ class RayExecutor(Executor):
     def slots(self) -> int:
         return self._slots
 
+    @property
+    def gpus(self) -> float:
+        return self._ray.cluster_resources().get("GPU", 0)
+
     def put(self, obj: Any) -> Any:
         return self._ray.put(obj)
 

@@ -31,6 +31,9 @@ class ModelFamily(ABC):
     name: str = ""
     tasks: tuple[str, ...] = ALL_TASKS
     uses_gpu: bool = False
+    gpu_speedup: float = 1.0
+    """How many times faster than on one CPU thread a fit runs on a GPU: the planner's first
+    guess for a family that ``uses_gpu``, until its first trial there is measured."""
     relative_cost: float = 1.0
     """Rough fit cost against LightGBM's default on the same data, for budgeting."""
     seconds_per_cell: float = 5e-6
@@ -48,6 +51,10 @@ class ModelFamily(ABC):
     """Modules slow to import that loading this family's fitted models needs. The engine
     imports them in the driver as soon as such a model may join the final one, so the
     import is paid during the search, not in the end phase's reserved seconds."""
+
+    def place(self, estimator: BaseEstimator, gpus: float) -> None:  # noqa: B027 (most have nothing to set)
+        """Set ``estimator`` to train on the trial's device: a GPU when it was given a share
+        of one (``gpus``), else the CPU. Families that use no GPU have nothing to set."""
 
     @abstractmethod
     def search_space(self, task: str) -> dict[str, BaseDistribution]:

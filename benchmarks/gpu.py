@@ -1,0 +1,132 @@
+"""GPU: the MLP on the GPU against the CPU, and a whole fit that uses the GPU.
+
+Under 5 minutes on a one-GPU machine. Prints:
+- the MLP's default configuration fitted on adult and diamonds, on the GPU and on the
+  CPUs only (all cores): fit seconds, test score, the batch it chose;
+- ``automl fit`` of adult at 90 s with ``hardware.gpus: 1`` and the MLP with LightGBM:
+  MLP trials completed, and those stopped at their time limit, whether an MLP is in the
+  final model, and the GPU's busy share during the fit (nvidia-smi, sampled twice a second).
+
+Without a GPU it says so and exits 0.
+
+    python benchmarks/gpu.py [--datasets ../shared/datasets] [--budget-s 90]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def gpu_present() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def fit_mlp(datasets: Path, entry: dict, device: str) -> dict:
+    """The MLP's default on one dataset and device: fit seconds, test score and batch."""
+    from automl.data import load_table, prepare_training
+    from automl.metrics import get_metric
+    from automl.models import get_family
+    from automl.prediction import predict_matrix
+
+    data = prepare_training(load_table(datasets / entry["train"]), entry["target"], entry["task"])
+    test = load_table(datasets / entry["test"])
+    X_test, y_test = data.schema.transform(test), data.target.encode(test[entry["target"]])
+    family = get_family("mlp")
+    model = family.build(family.default_params(data.task), data.task, os.cpu_count() or 1, 0)
+    model.set_params(device=device)
+    started = time.perf_counter()
+    model.fit(data.X, data.y)
+    fit_s = time.perf_counter() - started
+    score = get_metric(entry["metric"], data.task).score(
+        y_test, predict_matrix(model, X_test, data.task, data.target.n_classes))
+    return {"dataset": entry["name"], "device": device, "fit_s": round(fit_s, 2), "score": round(score, 4),
+            "metric": entry["metric"], "batch": model.batch_size_}
+
+
+class GpuSampler(threading.Thread):
+    """The GPU's utilisation, read from nvidia-smi twice a second until ``stop``."""
+
+    def __init__(self):
+        super().__init__(daemon=True)
+        self.samples: list[float] = []
+        self._stop = threading.Event()
+
+    def run(self) -> None:
+        while not self._stop.wait(0.5):
+            try:
+                out = subprocess.run(["nvidia-smi", "--query-gpu=utilization.gpu", "--format=csv,noheader,nounits"],
+                                     capture_output=True, text=True, timeout=5).stdout.split()
+                self.samples.append(float(out[0]))
+            except (OSError, subprocess.SubprocessError, ValueError, IndexError):
+                pass
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.join()
+
+
+def gpu_fit(datasets: Path, entry: dict, budget_s: float) -> dict:
+    """``automl fit`` of one dataset with a GPU: the MLP's trials and the GPU's busy share."""
+    from automl import AutoML
+
+    with tempfile.TemporaryDirectory() as folder:
+        run = Path(folder) / "run"
+        spec = {"name": f"gpu-{entry['name']}", "data": {"train": str(datasets / entry["train"]),
+                                                          "target": entry["target"]},
+                "task": entry["task"], "metric": entry["metric"], "budget": {"time_s": budget_s},
+                "models": {"include": ["mlp", "lightgbm"]}, "hardware": {"gpus": 1}, "output": str(run)}
+        spec_path = Path(folder) / "spec.yaml"
+        spec_path.write_text(yaml.safe_dump(spec))
+        sampler = GpuSampler()
+        sampler.start()
+        started = time.perf_counter()
+        done = subprocess.run([sys.executable, "-m", "automl", "fit", str(spec_path), "--quiet"],
+                              capture_output=True, text=True)
+        wall_s = time.perf_counter() - started
+        sampler.stop()
+        if done.returncode != 0:
+            return {"dataset": entry["name"], "error": done.stderr.strip().splitlines()[-1:]}
+        summary = json.loads((run / "run.json").read_text())
+        mlp = [t for t in summary["trial_log"] if t["family"] == "mlp"]
+        members = [m.family for m in AutoML.load(run).predictor_.members]
+    busy = sampler.samples
+    return {"dataset": entry["name"], "budget_s": budget_s, "wall_s": round(wall_s, 1),
+            "mlp_trials": len(mlp), "mlp_complete": sum(t["status"] == "complete" for t in mlp),
+            "mlp_past_limit": sum("ran past its limit" in (t["error"] or "") for t in mlp),
+            "gpus_per_trial": summary["plan"].get("gpus_per_trial"),
+            "mlp_in_final_model": "mlp" in members, "members": members,
+            "gpu_busy_mean_pct": round(sum(busy) / len(busy), 1) if busy else None,
+            "gpu_busy_share": round(sum(s > 0 for s in busy) / len(busy), 2) if busy else None}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--datasets", type=Path, default=ROOT.parent / "shared" / "datasets")
+    parser.add_argument("--budget-s", type=float, default=90)
+    args = parser.parse_args()
+    if not gpu_present():
+        print("no GPU visible to torch (torch.cuda.is_available() is False): nothing to measure")
+        return
+    manifest = {e["name"]: e for e in json.loads((args.datasets / "manifest.json").read_text())}
+    for name in ("adult", "diamonds"):
+        for device in ("cuda", "cpu"):
+            print(json.dumps(fit_mlp(args.datasets, manifest[name], device)), flush=True)
+    print(json.dumps(gpu_fit(args.datasets, manifest["adult"], args.budget_s)), flush=True)
+
+
+if __name__ == "__main__":
+    main()
