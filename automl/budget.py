@@ -35,6 +35,9 @@ FEW_TRIALS_PER_CPU = 4
 """``hardware.cpus_per_trial: auto``: when fewer trials than this per CPU fit in the budget,
 each trial gets all the run's CPUs (up to MAX_AUTO_CPUS_PER_TRIAL), so models come sooner."""
 MAX_AUTO_CPUS_PER_TRIAL = 8
+BUSY_CPU_SHARE, BUSY_SAMPLE_S = 0.5, 0.2
+"""Where other processes keep this share of the CPUs busy (measured over BUSY_SAMPLE_S
+when a trial would get several), a trial gets one CPU (see ``choose_cpus_per_trial``)."""
 CONFIRM_LIMIT_FACTOR = 2.0
 """The run's first model, when it was cut short to come early, runs again in full on up to
 this many times the per-trial limit (half the budget instead of a quarter): where trials

@@ -59,8 +59,10 @@ def test_the_spec_can_name_the_validation():
 
 def test_cpus_per_trial_auto_gives_slow_trials_every_cpu():
     assert choose_cpus_per_trial(_spec(60), trial_s=1.0, cpus=2)[0] == 1
-    assert choose_cpus_per_trial(_spec(60), trial_s=30.0, cpus=2)[0] == 2
-    assert choose_cpus_per_trial(_spec(60), trial_s=30.0, cpus=64)[0] == 8  # at most
+    assert choose_cpus_per_trial(_spec(60), trial_s=30.0, cpus=2, busy_elsewhere=lambda: 0.2)[0] == 2
+    threads, reason = choose_cpus_per_trial(_spec(60), trial_s=30.0, cpus=2, busy_elsewhere=lambda: 1.9)
+    assert threads == 1 and "keep ~1.9 of the 2 CPUs busy" in reason  # threads would wait on each other
+    assert choose_cpus_per_trial(_spec(60), trial_s=30.0, cpus=64, busy_elsewhere=lambda: 0)[0] == 8  # at most
     assert choose_cpus_per_trial(_spec(60, hardware={"cpus_per_trial": 1}), 30.0, 2) == (
         1, "hardware.cpus_per_trial, as the spec says")
     assert choose_cpus_per_trial(_spec(60, hardware={"ray_address": "auto"}), 30.0, 2)[0] == 1
@@ -211,3 +213,32 @@ def test_lightgbm_bins_a_wide_table_coarser():
         model = family.build({**family.default_params("binary"), "n_estimators": 5}, "binary", 1, 0)
         family.fit(model, X, y)
         assert model.booster_.params.get("max_bin", 255) == bins
+
+
+def test_cpus_busy_elsewhere_counts_other_processes_not_this_runs():
+    import os
+    import signal
+    import subprocess
+    import sys
+    import threading
+    import time
+
+    from automl.planner import cpus_busy_elsewhere
+
+    stop = threading.Event()
+    ours = threading.Thread(target=lambda: [None for _ in iter(lambda: stop.is_set(), True)])
+    ours.start()  # this process spinning: the run's own work, not load
+    try:
+        own_only = cpus_busy_elsewhere()
+    finally:
+        stop.set()
+        ours.join()
+    # an orphaned spinner (started through a shell that exits): another process, not a child of ours
+    pid = int(subprocess.run(["sh", "-c", f"{sys.executable} -c 'while True: pass' >/dev/null 2>&1 & echo $!"],
+                             capture_output=True, text=True, check=True).stdout)
+    try:
+        time.sleep(0.3)
+        elsewhere = cpus_busy_elsewhere()
+    finally:
+        os.kill(pid, signal.SIGKILL)
+    assert own_only < 0.5 and elsewhere - own_only > 0.5
