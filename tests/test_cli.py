@@ -18,7 +18,7 @@ LEADERBOARD_COLUMNS = ["rank", "model", "family", "train_score", "cv_score", "ho
 
 def _fit_and_predict(tmp_path, frame, **spec):
     spec.setdefault("budget", {"time_s": 15})
-    spec["budget"].setdefault("max_trials", 6)  # the fit ends when they are done, before its budget
+    spec["budget"].setdefault("max_trials", 4)  # the fit ends when they are done, before its budget
     spec.setdefault("models", {"include": ["lightgbm", "linear", "knn"]})  # no torch start-up: test_mlp has it
     spec_path = write_spec(tmp_path, frame, **spec)
     fitted = automl_cli("fit", spec_path, "--quiet")

@@ -69,12 +69,12 @@ def spec(tmp_path, binary_frame):
 
 @pytest.mark.parametrize("backend", ["local", "ray"])
 def test_resume_after_sigkill_keeps_every_finished_trial(tmp_path, binary_frame, backend):
-    spec = write_spec(tmp_path, binary_frame, budget={"time_s": 40, "max_trials": 7},  # the resumed run stops
-                      models={"include": ["linear", "lightgbm"]}, hardware={"backend": backend})  # at 7, not 40 s
+    spec = write_spec(tmp_path, binary_frame, budget={"time_s": 40, "max_trials": 5},  # the resumed run stops
+                      models={"include": ["linear", "lightgbm"]}, hardware={"backend": backend})  # at 5, not 40 s
     study = str(tmp_path / "run" / "study.db")
     temp_dirs = set(glob.glob("/tmp/automl-ray-*"))
     process = _start_fit(spec)
-    _wait_for_trials(process, study, 3)
+    _wait_for_trials(process, study, 2)
     os.killpg(process.pid, signal.SIGKILL)  # the driver and the processes it started
     process.wait()
     before = _finished_trials(study)  # what had finished by the kill
