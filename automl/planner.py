@@ -183,7 +183,7 @@ class TrialClock:
             return float(np.clip(np.median(own), MIN_SPEED, MAX_SPEED))
         if family.name in self.gpu_families:  # CPU trials' pace says nothing of a GPU's
             return 1.0
-        others = [r for rs in self.ratios.values() if rs for r in rs]
+        others = [r for rs in self.ratios.values() for r in rs]
         return float(np.clip(np.median(others), 1.0, MAX_SPEED)) if others else 1.0
 
     def estimate_s(self, family: ModelFamily, rows: int | None = None) -> float:
@@ -305,10 +305,10 @@ def choose_cpus_per_trial(spec: Spec, trial_s: float, cpus: int,
 MAX_TRIALS_PER_GPU = 4
 """A tabular MLP's step leaves a GPU mostly idle (Python's overhead, small batches): up to
 four trials share one, as far as its memory allows."""
-GPU_TRIAL_BASE_BYTES, GPU_BYTES_PER_DATA_BYTE = 2 * 2**30, 4.0
+GPU_TRIAL_BASE_BYTES, GPU_BYTES_PER_DATA_BYTE = 2 * GIB, 4.0
 """A GPU trial's memory: CUDA's context and the network (about 2 GB), and the training
 table held on the device (float32) with its batches and gradients (4 times its size)."""
-ASSUMED_GPU_MEMORY_BYTES = 16 * 2**30
+ASSUMED_GPU_MEMORY_BYTES = 16 * GIB
 """A GPU's memory where nvidia-smi cannot say (a cluster's nodes): a small data-centre GPU."""
 
 
@@ -321,10 +321,11 @@ def choose_gpus_per_trial(spec: Spec, gpus: float, n_rows: int, n_features: int)
     if named != "auto":
         return float(named), "hardware.gpus_per_trial, as the spec says"
     memory = gpu_memory_bytes() or ASSUMED_GPU_MEMORY_BYTES
-    need = GPU_TRIAL_BASE_BYTES + GPU_BYTES_PER_DATA_BYTE * 4 * n_rows * n_features
+    table_bytes = 4 * n_rows * n_features  # float32
+    need = GPU_TRIAL_BASE_BYTES + GPU_BYTES_PER_DATA_BYTE * table_bytes
     per_gpu = int(min(MAX_TRIALS_PER_GPU, max(1, memory // need)))
-    return 1 / per_gpu, (f"{per_gpu} trial(s) per GPU: each needs ~{need / 2**30:.1f} GB of its "
-                         f"{memory / 2**30:.0f} GB")
+    return 1 / per_gpu, (f"{per_gpu} trial(s) per GPU: each needs ~{need / GIB:.1f} GB of its "
+                         f"{memory / GIB:.0f} GB")
 
 
 def run_cpus(spec: Spec) -> int:
