@@ -45,12 +45,13 @@ def test_clone_and_tags_follow_the_task():
 
 
 def test_grid_search_over_a_pipeline_on_arrays_picks_by_a_higher_is_better_score(arrays, tmp_path, monkeypatch):
-    """Clones fitted one after another each get their own folder; the folds are stratified
-    (AutoML says it is a classifier); the score is a negated loss, so the best is the highest."""
+    """Clones fitted two at a time (n_jobs=2, in joblib's worker processes) each get their own
+    folder; the folds are stratified (AutoML says it is a classifier); the score is a negated
+    loss, so the best is the highest."""
     monkeypatch.chdir(tmp_path)  # outputs default to runs/<name>-<time>-<id> under the working folder
     X, y = arrays
     pipeline = make_pipeline(StandardScaler(), AutoML(**{**FAST, "metric": "log_loss"}))
-    search = GridSearchCV(pipeline, {"automl__models": [["linear"], ["knn"]]}, cv=2).fit(X, y)
+    search = GridSearchCV(pipeline, {"automl__models": [["linear"], ["knn"]]}, cv=2, n_jobs=2).fit(X, y)
     scores = search.cv_results_["mean_test_score"]
     assert (scores < 0).all() and search.best_score_ == scores.max()  # negated log losses
     assert isinstance(search.cv, int) and is_classifier(search.estimator)  # so GridSearchCV stratified
