@@ -328,6 +328,11 @@ def choose_gpus_per_trial(spec: Spec, gpus: float, n_rows: int, n_features: int)
                          f"{memory / GIB:.0f} GB")
 
 
+def gpu_families(families: list[ModelFamily], gpus_per_trial: float) -> frozenset[str]:
+    """The families whose trials run on a GPU: those that can use one, when trials get one."""
+    return frozenset(family.name for family in families if family.uses_gpu and gpus_per_trial)
+
+
 def run_cpus(spec: Spec) -> int:
     """The CPUs the run plans for: ``hardware.cpus``, else this machine's."""
     return spec.hardware.cpus or os.cpu_count() or 1
@@ -364,8 +369,7 @@ class Plan:
         elif not self.gpus_per_trial:
             self.gpus_per_trial, self.gpus_reason = choose_gpus_per_trial(spec, gpus, n_rows, n_features)
         if self.clock is not None:
-            self.clock.gpu_families = frozenset(
-                family.name for family in self.families if family.uses_gpu and self.gpus_per_trial)
+            self.clock.gpu_families = gpu_families(self.families, self.gpus_per_trial)
 
 
 def plan(spec: Spec, task: str, n_rows: int, n_features: int) -> Plan:
@@ -388,8 +392,7 @@ def plan(spec: Spec, task: str, n_rows: int, n_features: int) -> Plan:
                        cpus_per_trial)
     gpus = run_gpus(spec.hardware)
     gpus_per_trial, gpus_reason = choose_gpus_per_trial(spec, gpus, n_rows, n_features)
-    if gpus_per_trial:
-        clock.gpu_families = frozenset(family.name for family in chosen if family.uses_gpu)
+    clock.gpu_families = gpu_families(chosen, gpus_per_trial)
     for family in [] if spec.models.include else list(chosen):  # what the spec names is always tried
         at_once = gpus / gpus_per_trial if family.name in clock.gpu_families else cpus
         reason = _cannot_pay_for(family, spec, clock, limit, at_once)
