@@ -37,23 +37,16 @@ def gpu_present() -> bool:
 
 def fit_mlp(datasets: Path, entry: dict, device: str) -> dict:
     """The MLP's default on one dataset and device: fit seconds, test score and batch."""
-    from automl.data import load_table, prepare_training
-    from automl.metrics import get_metric
-    from automl.models import get_family
-    from automl.prediction import predict_matrix
+    from mlp import fit_and_score, prepared  # benchmarks/mlp.py
 
-    data = prepare_training(load_table(datasets / entry["train"]), entry["target"], entry["task"])
-    test = load_table(datasets / entry["test"])
-    X_test, y_test = data.schema.transform(test), data.target.encode(test[entry["target"]])
+    from automl.models import get_family
+
+    data, X_test, y_test, metric = prepared(datasets, entry)
     family = get_family("mlp")
     model = family.build(family.default_params(data.task), data.task, os.cpu_count() or 1, 0)
     model.set_params(device=device)
-    started = time.perf_counter()
-    model.fit(data.X, data.y)
-    fit_s = time.perf_counter() - started
-    score = get_metric(entry["metric"], data.task).score(
-        y_test, predict_matrix(model, X_test, data.task, data.target.n_classes))
-    return {"dataset": entry["name"], "device": device, "fit_s": round(fit_s, 2), "score": round(score, 4),
+    fit_s, score = fit_and_score(model, data, X_test, y_test, metric)
+    return {"dataset": entry["name"], "device": device, "fit_s": fit_s, "score": score,
             "metric": entry["metric"], "batch": model.batch_size_}
 
 
@@ -63,10 +56,10 @@ class GpuSampler(threading.Thread):
     def __init__(self):
         super().__init__(daemon=True)
         self.samples: list[float] = []
-        self._stop = threading.Event()
+        self._done = threading.Event()  # not _stop: threading.Thread has a method of that name
 
     def run(self) -> None:
-        while not self._stop.wait(0.5):
+        while not self._done.wait(0.5):
             try:
                 out = subprocess.run(["nvidia-smi", "--query-gpu=utilization.gpu", "--format=csv,noheader,nounits"],
                                      capture_output=True, text=True, timeout=5).stdout.split()
@@ -75,7 +68,7 @@ class GpuSampler(threading.Thread):
                 pass
 
     def stop(self) -> None:
-        self._stop.set()
+        self._done.set()
         self.join()
 
 

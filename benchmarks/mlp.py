@@ -21,9 +21,26 @@ from lightgbm import LGBMClassifier, LGBMRegressor
 from automl.data import load_table, prepare_training
 from automl.metrics import get_metric
 from automl.models import get_family
-from automl.trial import predict_matrix
+from automl.prediction import predict_matrix
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def prepared(datasets: Path, entry: dict) -> tuple:
+    """A manifest entry as every model here sees it: automl's prepared training data, the
+    test file's features and encoded labels, and the entry's metric."""
+    data = prepare_training(load_table(datasets / entry["train"]), entry["target"], entry["task"])
+    test = load_table(datasets / entry["test"])
+    X_test, y_test = data.schema.transform(test), data.target.encode(test[entry["target"]])
+    return data, X_test, y_test, get_metric(entry["metric"], data.task)
+
+
+def fit_and_score(model, data, X_test, y_test, metric) -> tuple[float, float]:
+    """Fit ``model`` on all of ``data``: its fit seconds and its test score, rounded."""
+    started = time.perf_counter()
+    model.fit(data.X, data.y)
+    fit_s = round(time.perf_counter() - started, 2)
+    return fit_s, round(metric.score(y_test, predict_matrix(model, X_test, data.task, data.target.n_classes)), 4)
 
 
 def main() -> None:
@@ -39,18 +56,12 @@ def main() -> None:
     for entry in json.loads((args.datasets / "manifest.json").read_text()):
         if args.only and entry["name"] not in args.only:
             continue
-        data = prepare_training(load_table(args.datasets / entry["train"]), entry["target"], entry["task"])
-        test = load_table(args.datasets / entry["test"])
-        X_test, y_test = data.schema.transform(test), data.target.encode(test[entry["target"]])
-        metric = get_metric(entry["metric"], data.task)
+        data, X_test, y_test, metric = prepared(args.datasets, entry)
         lgbm = (LGBMRegressor if data.task == "regression" else LGBMClassifier)(verbose=-1, n_jobs=cores)
         row = {"dataset": entry["name"], "metric": metric.name, "rows": len(data.y)}
         for name, model in (("mlp", mlp.build({**mlp.default_params(data.task), **args.params}, data.task, cores, 0)),
                             ("lgbm", lgbm)):
-            started = time.perf_counter()
-            model.fit(data.X, data.y)
-            row[f"{name}_fit_s"] = round(time.perf_counter() - started, 2)
-            row[name] = round(metric.score(y_test, predict_matrix(model, X_test, data.task, data.target.n_classes)), 4)
+            row[f"{name}_fit_s"], row[name] = fit_and_score(model, data, X_test, y_test, metric)
         better = row["mlp"] > row["lgbm"] if metric.higher_is_better else row["mlp"] < row["lgbm"]
         row["mlp_better"] = better
         rows.append(row)
