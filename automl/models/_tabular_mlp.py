@@ -6,7 +6,7 @@
 - Network: TabM-mini (Gorishniy et al., 2024): ``ensemble_size`` implicit MLPs share
   one network; each sees the inputs through its own multiplicative adapter and has
   its own output head. Each is trained on its own loss; their predictions are averaged.
-- Training: AdamW with beta2 = 0.95 and label smoothing (RealMLP), a short warm-up then
+- Training: AdamW with beta2 = 0.95 and optional label smoothing (RealMLP), a short warm-up then
   a cosine decay, early stopping on a validation split carved from the rows ``fit`` is
   given (10%, stratified; with ``in_time_order`` the latest tenth), the best epoch's
   weights restored. The fold's own validation rows are never seen, so out-of-fold
