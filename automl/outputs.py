@@ -180,12 +180,15 @@ def sampling_warnings(outcomes: list[TrialOutcome], memory: MemoryBudget | None)
                              f"of {memory.train_rows:,} rows per fold): {text}")
         skipped = [o.error for o in outcomes if o.family == family and (o.error or "").startswith("skipped:")]
         too_large = sum(1 for error in skipped if error.startswith("skipped: needs"))
+        too_few = [error for error in skipped if error.startswith("skipped: its first trial")]
         if too_large:
             lines.append(f"memory: {too_large} {family} trial(s) skipped: too large for the {per_trial} "
                          "even on a tenth of the rows")
-        if len(skipped) > too_large:
-            lines.append(f"time: {len(skipped) - too_large} {family} trial(s) skipped: too slow for their time "
-                         "even on a tenth of the rows")
+        if too_few:
+            lines.append(f"time: {family} not tried: {too_few[0].removeprefix('skipped: ')}")
+        if len(skipped) > too_large + len(too_few):
+            lines.append(f"time: {len(skipped) - too_large - len(too_few)} {family} trial(s) skipped: too slow "
+                         "for their time even on a tenth of the rows")
     return lines
 
 

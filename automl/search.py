@@ -29,7 +29,7 @@ from automl.errors import TRACEBACK_CHARS
 from automl.execution import Executor
 from automl.metrics import Metric
 from automl.models import ModelFamily
-from automl.planner import GIB, MIN_SAMPLE_SHARE, FamilyShares, MemoryBudget, TrialClock
+from automl.planner import GIB, MIN_SAMPLE_SHARE, FamilyShares, MemoryBudget, TrialClock, useful_first_rows
 from automl.trial import COMPLETE, FAILED, PRUNED, TrialOutcome, TrialSpec, run_trial
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -165,6 +165,8 @@ class Search:
         """Each family's portfolio configurations not yet asked for, in order."""
         self.trials_per_family: dict[str, int] = {}
         self.best_scores: dict[str, float] = {}
+        self.dropped: set[str] = set()
+        """Families no longer asked for: their first trial would have fit on too few rows to show anything."""
         waiting = self.study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
         self._queued = len(waiting)
         """A resumed study's trials queued before it stopped: asked for first."""
@@ -241,7 +243,7 @@ class Search:
             name = self._first_round.pop(0)
             self._enqueue([(name, self.untried[name].pop(0))])
         elif self.shares is not None:
-            name = self.shares.next_family(self.best_scores, self.trials_per_family)
+            name = self.shares.next_family(self.best_scores, self.trials_per_family, excluded=self.dropped)
             config = self.untried[name].pop(0) if self.untried[name] else {}
             self._enqueue([(name, config)])
         return self.study.ask()
@@ -266,7 +268,9 @@ class Search:
 
     def _rows(self, family: str, params: dict[str, Any], limit_s: float) -> tuple[int | None, str]:
         """The rows a trial may fit each fold on (None: all; 0: none) and what limits them.
-        Before any trial has completed, a trial must fit in the clock's ``first_result_s``."""
+        Before any trial has completed, a trial must fit in the clock's ``first_result_s``;
+        after that, a family's first trial is not run on fewer than ``useful_first_rows``
+        for time (reason "too few rows"): it would take a slot and show nothing."""
         rows = self.memory.rows_for(self.families[family], params) if self.memory else None
         reason = "memory" if rows is not None else ""
         if rows != 0 and self.clock is not None:
@@ -274,6 +278,9 @@ class Search:
             timed = self.clock.rows_for(self.families[family], self._allowed_s(limit_s), first)
             if timed is not None and (rows is None or timed < rows):
                 rows, reason = timed, "time"
+            if (reason == "time" and not first and family not in self.best_scores
+                    and rows < useful_first_rows(self.clock.train_rows)):
+                return 0, "too few rows"
         return rows, reason
 
     def _allowed_s(self, limit_s: float) -> float:
@@ -297,6 +304,13 @@ class Search:
 
     def _skipped(self, spec: TrialSpec) -> TrialOutcome:
         family = self.families[spec.family]
+        if spec.sample_reason == "too few rows":
+            self.dropped.add(spec.family)
+            fit = self.clock.rows_within(family, spec.time_limit_s)
+            return self._failed(spec, f"skipped: its first trial would fit on only ~{fit:,} of "
+                                      f"{self.clock.train_rows:,} rows in its {spec.time_limit_s:.1f}s, "
+                                      f"under the {useful_first_rows(self.clock.train_rows):,} that show what "
+                                      "it can do; the family is not tried again")
         if spec.sample_reason == "time":
             least = self.clock.least_s(family, int(self.clock.train_rows * MIN_SAMPLE_SHARE))
             return self._failed(spec, f"skipped: estimated ~{least:.1f}s even on a tenth of the rows, over the "
@@ -333,7 +347,7 @@ class Search:
         try:
             while time.monotonic() < deadline():
                 while (len(pending) < executor.slots and (self.max_trials is None or asked < self.max_trials)
-                       and skips_in_a_row < MAX_SKIPS_IN_A_ROW
+                       and skips_in_a_row < MAX_SKIPS_IN_A_ROW and not self._first_model_on_a_sample(pending)
                        and deadline() - time.monotonic() >= self._fastest_trial_s(outcomes)):
                     running = self._prepare(executor, deadline())
                     asked += 1
@@ -371,6 +385,13 @@ class Search:
             executor.cancel(handle)
             finish(running.trial, self._failed(running.spec, reason))
         return outcomes
+
+    def _first_model_on_a_sample(self, pending: dict[Any, _Running]) -> bool:
+        """Whether the run's first model is on its way from a trial on a sample for time: the
+        data is too large for the first result's share of the budget, so the other families'
+        first trials wait for it, then get their own time limit instead of that share (on a
+        sample it would shrink to a few hundred rows, which shows nothing: see ``useful_first_rows``)."""
+        return not self.best_scores and any(r.spec.sample_reason == "time" for r in pending.values())
 
     @staticmethod
     def _fastest_trial_s(outcomes: list[TrialOutcome]) -> float:

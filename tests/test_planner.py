@@ -160,6 +160,32 @@ def test_a_first_trial_cut_short_for_an_early_model_runs_again_in_full_next(tmp_
     assert runs[False].count(default) == 1
 
 
+def test_a_family_whose_first_trial_would_fit_on_too_few_rows_is_dropped_not_run(tmp_path):
+    """On 100k rows with 2 s a trial, linear and k-NN fit only a few thousand rows in time
+    (under the 10,000 that show what a family can do): skipped once, never asked again.
+    HGB fits ~14k rows and runs on that sample."""
+    families = [get_family(n) for n in ("lightgbm", "linear", "hist_gradient_boosting", "knn")]
+    search = _search(tmp_path, families, max_trials=12)
+    search.trial_time_limit_s = 2.0
+    search.clock = TrialClock(first_result_s=2.0, train_rows=100_000, n_features=50, n_folds=1)
+    rows = []
+
+    class _Recording(_InstantExecutor):
+        def submit(self, fn, payload, spec, **resources):
+            rows.append((spec.family, spec.max_train_rows))
+            return super().submit(fn, payload, spec, **resources)
+
+    executor = _Recording({"lightgbm": 0.9, "linear": 0.8, "hist_gradient_boosting": 0.85, "knn": 0.7})
+    outcomes = search.run(executor, None, deadline=lambda: float("inf"))
+    dropped = {o.family: o.error for o in outcomes if "first trial would fit on only" in (o.error or "")}
+    assert set(dropped) == search.dropped == {"linear", "knn"}
+    assert [o.family for o in outcomes].count("linear") == [o.family for o in outcomes].count("knn") == 1
+    assert rows[0] == ("lightgbm", None)
+    hgb_rows = [n for family, n in rows if family == "hist_gradient_boosting"]
+    assert hgb_rows and 10_000 <= hgb_rows[0] < 100_000
+    assert {family for family, _ in rows} == {"lightgbm", "hist_gradient_boosting"}
+
+
 def test_with_one_split_no_trial_asks_for_a_report_link(tmp_path):
     """Nothing to prune between folds: a Ray run then never starts its mailbox actor."""
     search = _search(tmp_path, [get_family("linear")], max_trials=2)
