@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from automl import atomic
+from automl.calibration import Temperature
 from automl.data import FeatureSchema, TargetEncoder, load_table, named_columns
 from automl.errors import DataWarning, InputError
 from automl.prediction import blend
@@ -63,6 +64,8 @@ class Predictor:
     metric: str
     members: list[Member]
     meta: dict[str, Any] = field(default_factory=dict)
+    calibration: Temperature | None = None
+    """Applied to the blend's probabilities (see ``automl.calibration``); None: as they are."""
 
     @property
     def task(self) -> str:
@@ -81,8 +84,13 @@ class Predictor:
     def predict_matrix(self, data: pd.DataFrame | str | Path) -> np.ndarray:
         """Weighted average of the members: probabilities (n, k) or values (n,)."""
         X = self._features(data)
-        return blend([m.estimator for m in self.members], [m.weight for m in self.members], X, self.task,
-                     self.target.n_classes)
+        matrix = blend([m.estimator for m in self.members], [m.weight for m in self.members], X, self.task,
+                       self.target.n_classes)
+        return self.calibrated(matrix)
+
+    def calibrated(self, matrix: np.ndarray) -> np.ndarray:
+        """The blend's ``matrix`` as the model predicts it: with its calibration, if it has one."""
+        return self.calibration.apply(matrix) if self.calibration is not None else matrix
 
     def predict_proba(self, data: pd.DataFrame | str | Path) -> pd.DataFrame:
         if self.task == "regression":
@@ -115,6 +123,8 @@ class Predictor:
                 "columns": self.schema.describe(),
                 "members": [{"name": m.name, "family": m.family, "weight": m.weight, "params": m.params}
                             for m in self.members],
+                "calibration": ({"method": "temperature", "temperature": self.calibration.temperature}
+                                if self.calibration is not None else None),
                 "versions": library_versions(), **self.meta}
 
 

@@ -146,7 +146,8 @@ def assess_run(run: Run, inputs: Inputs, predictor: Predictor, members: list[Tri
         y = data.target.encode(inputs.holdout[spec.data.target])
         member_mean = weighted_mean([m.holdout_prediction for m in members], weights)
         bagged_prediction = member_mean if run.final_model == "bagged" else None  # what the model predicts
-        prediction = bagged_prediction if bagged_prediction is not None else estimators.predict_matrix(holdout_X)
+        prediction = predictor.calibrated(bagged_prediction if bagged_prediction is not None
+                                          else estimators.predict_matrix(holdout_X))
         holdout = scores_of(predictor, y, prediction)
         ensemble_holdout = score_or_nan(metric, y, member_mean) if member_mean is not None else float("nan")
         diagnostics = Diagnostics(y, prediction, "holdout")
@@ -155,8 +156,8 @@ def assess_run(run: Run, inputs: Inputs, predictor: Predictor, members: list[Tri
     else:
         covered = inputs.folds.covered
         holdout, ensemble_holdout = None, float("nan")
-        diagnostics = Diagnostics(data.y[covered], weighted_mean([m.oof for m in members], weights)[covered],
-                                  "out-of-fold predictions")
+        oof = predictor.calibrated(weighted_mean([m.oof for m in members], weights)[covered])
+        diagnostics = Diagnostics(data.y[covered], oof, "out-of-fold predictions")
         sensitive = data.sensitive[covered].reset_index(drop=True) if data.sensitive is not None else None
         importance_on = _importance_rows_without_holdout(run, inputs, predictor, weights)
     time_left = max(0.0, run.hard_deadline - time.monotonic() - WRITE_MARGIN_S)

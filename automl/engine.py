@@ -37,7 +37,13 @@ from automl.checkpoint import (
 from automl.data import release_reader_memory
 from automl.drift import REFERENCE_FILE
 from automl.execution import backend_name, local, make_executor
-from automl.final_model import ensemble_candidates, final_members, import_model_modules, select_members
+from automl.final_model import (
+    calibrate_members,
+    ensemble_candidates,
+    final_members,
+    import_model_modules,
+    select_members,
+)
 from automl.folder_lock import locked_folder
 from automl.inputs import Inputs, load_and_check
 from automl.metrics import Metric
@@ -86,6 +92,8 @@ class Run(RunClock):
         self.outcomes: list[TrialOutcome] = []
         self.timings: dict[str, float] = {}
         self.ensemble_note = "not tried"
+        self.calibration: dict[str, Any] = {"method": "none", "reason": "not tried"}
+        """What ``calibrate_members`` decided, for run.json."""
         self.final_model = ""
         """How the members were made: "bagged" fold models or "refit" on all rows."""
         self.backend = backend_name(spec.hardware)
@@ -222,6 +230,7 @@ def _search_and_finish(run: Run, inputs: Inputs) -> tuple[Predictor, pd.DataFram
         run.progress.warn(f"interrupted: finishing with the {len(run.best_outcomes(metric))} trials that completed")
     search_end = run.elapsed()
     members, weights, ensemble_scores = select_members(run, data, folds, metric)
+    calibration = calibrate_members(run, members, weights, data, folds, metric)
     run.timings["select_s"] = run.elapsed() - search_end
     fitted = final_members(run, data, members, weights)
     run.timings["final_model_s"] = run.elapsed() - search_end - run.timings["select_s"]
@@ -229,7 +238,7 @@ def _search_and_finish(run: Run, inputs: Inputs) -> tuple[Predictor, pd.DataFram
     final_end = run.elapsed()
 
     predictor = Predictor(data.schema, data.target, spec.data.target, metric.name, fitted,
-                          meta={"spec": spec.model_dump(mode="json")})
+                          meta={"spec": spec.model_dump(mode="json")}, calibration=calibration)
     predictor.save(output_dir / "model", {REFERENCE_FILE: json.dumps(inputs.reference)})
     checks = assess_run(run, inputs, predictor, members, weights, holdout_X)
     ensemble = (ensemble_row(members, weights, ensemble_scores, checks.ensemble_holdout)

@@ -24,13 +24,14 @@ from threadpoolctl import threadpool_limits
 
 from automl.artifact import Member
 from automl.budget import WRITE_MARGIN_S, all_bagged, final_cost_s, select_limit_s
+from automl.calibration import Temperature, calibrate
 from automl.data import TrainingData
 from automl.ensemble import EnsembleSelection, select_ensemble
 from automl.errors import InputError
 from automl.metrics import Metric
 from automl.models import get_family
 from automl.outputs import model_name
-from automl.prediction import BaggedModel
+from automl.prediction import BaggedModel, weighted_mean
 from automl.trial import TrialOutcome, in_time_order, subsample
 from automl.validation import Folds
 
@@ -109,6 +110,19 @@ def _blend(run: Run, candidates: list[TrialOutcome], data: TrainingData, folds: 
     selection = select_ensemble([c.oof for c in candidates], data.y, metric, run.spec.ensemble.size,
                                 [valid for _, valid in folds.splits], time_limit_s=until - time.monotonic())
     return [candidates[i] for i in selection.weights], selection
+
+
+def calibrate_members(run: Run, members: list[TrialOutcome], weights: list[float], data: TrainingData,
+                      folds: Folds, metric: Metric) -> Temperature | None:
+    """A temperature for the final blend's probabilities, fitted on its out-of-fold ones
+    (see ``automl.calibration``); what was decided goes to ``run.calibration``."""
+    if data.task == "regression":
+        run.calibration = {"method": "none", "reason": "regression"}
+        return None
+    oof = weighted_mean([m.oof for m in members], weights)
+    covered = folds.covered
+    temperature, run.calibration = calibrate(oof[covered], data.y[covered], metric, run.spec.seed)
+    return temperature
 
 
 def final_members(run: Run, data: TrainingData, members: list[TrialOutcome], weights: list[float]) -> list[Member]:

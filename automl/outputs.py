@@ -115,6 +115,7 @@ def run_summary(run: Run, inputs: Inputs, leaderboard: pd.DataFrame, checks: Che
                      + sampling_warnings(run.outcomes, run.memory) + checks.warnings),
         "large_gap": bool(checks.warnings),
         "ensemble": run.ensemble_note,
+        "calibration": run.calibration,
         "interrupted": run.interrupted,
         "resumed": run.resumed,
         "final_model": run.final_model,
