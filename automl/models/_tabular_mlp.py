@@ -33,6 +33,8 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import QuantileTransformer, StandardScaler
 from torch import nn
 
+from automl.models.mlp import MAX_EMBEDDED_FEATURES, PERIODIC_FREQUENCIES, PERIODIC_SIZE
+
 VALIDATION_SHARE = 0.1
 MAX_EPOCHS = 60
 PATIENCE = 8
@@ -43,10 +45,6 @@ WARMUP_SHARE = 0.05
 """The share of the planned steps over which the learning rate rises to its peak."""
 TIME_CHECK_STEPS = 32
 """Under a time limit, the clock is read every this many steps (once an epoch is kept)."""
-MAX_EMBEDDED_FEATURES = 256
-"""Wider tables skip the periodic embeddings: they would multiply the first layer's inputs."""
-PERIODIC_FREQUENCIES, PERIODIC_SIZE = 16, 8
-"""Each numeric feature: 16 learned frequencies (cos and sin of each), mapped to 8 values."""
 BATCH_LIMITS = {"cpu": (32, 1024), "cuda": (256, 16384)}
 """The fewest and most rows a batch takes on each kind of device (see ``batch_rows``)."""
 

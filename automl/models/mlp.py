@@ -16,6 +16,15 @@ of the adult data (measured on this project's 2-core machine). Small tables trai
 epochs (``MIN_STEPS``) and take longer than this says (titanic's 600 rows: about 4 s):
 the planner's estimate is only the first guess, and the MLP's first trial, measured, sets
 the rest; a low guess keeps the MLP, strong on small tables, in their plans."""
+MAX_EMBEDDED_FEATURES = 256
+"""Wider tables skip the periodic embeddings: they would multiply the first layer's inputs."""
+PERIODIC_FREQUENCIES, PERIODIC_SIZE = 16, 8
+"""Each numeric feature: 16 learned frequencies (cos and sin of each), mapped to 8 values."""
+INPUTS_PER_ROW_COST = 1000
+"""A row costs SECONDS_PER_ROW x (1 + the first layer's inputs / this): its inputs grow with
+the features (8 per numeric feature with periodic embeddings, up to MAX_EMBEDDED_FEATURES
+features; one each beyond). Measured on 4,050 rows, one thread: 3.4 s with 25 features,
+11.0 s with 200, 7.7 s with 2,000 (early-stopped sooner)."""
 
 
 class MLPFamily(ModelFamily):
@@ -58,7 +67,8 @@ class MLPFamily(ModelFamily):
         ]
 
     def fold_fit_s(self, n_rows: int, n_features: int) -> float:
-        return SECONDS_PER_FIT + n_rows * SECONDS_PER_ROW
+        inputs = n_features * (PERIODIC_SIZE if n_features <= MAX_EMBEDDED_FEATURES else 1)
+        return SECONDS_PER_FIT + n_rows * SECONDS_PER_ROW * (1 + inputs / INPUTS_PER_ROW_COST)
 
     def estimated_trial_s(self, n_rows: int, n_features: int, n_folds: int) -> float:
         return n_folds * self.fold_fit_s(n_rows, n_features)
