@@ -63,8 +63,8 @@ def test_no_temperature_for_a_metric_that_does_not_score_probabilities():
 def test_a_fit_scored_by_log_loss_records_its_calibration_and_predicts_with_it(tmp_path):
     X, y = make_classification(n_samples=600, n_features=8, n_informative=5, n_classes=3, random_state=0)
     frame = pd.DataFrame(X, columns=[f"x{i}" for i in range(8)]).assign(label=y)
-    model = AutoML(target="label", metric="log_loss", time_budget_s=30, max_trials=4, models=["linear", "knn"], verbose=False,
-                   output=str(tmp_path / "run")).fit(frame)
+    model = AutoML(target="label", metric="log_loss", time_budget_s=30, max_trials=4, models=["linear", "knn"],
+                   verbose=False, output=str(tmp_path / "run")).fit(frame)
     record = model.summary_["calibration"]
     assert record["method"] in ("temperature", "none") and "cv_log_loss_before" in record
     predictor = model.predictor_
