@@ -59,6 +59,8 @@ def calibrate(proba: np.ndarray, y: np.ndarray, metric: Metric, seed: int = 0) -
     not lower the cross-validated log loss. Returns it with what run.json records."""
     if metric.name not in CALIBRATED_METRICS:
         return None, {"method": "none", "reason": f"{metric.name} does not score the probabilities"}
+    if len(y) < 2 * FOLDS:
+        return None, {"method": "none", "reason": f"{len(y)} out-of-fold rows: too few to cross-validate a temperature"}
     counts = np.bincount(y)
     splitter = (StratifiedKFold if counts[counts > 0].min() >= FOLDS else KFold)(FOLDS, shuffle=True,
                                                                                  random_state=seed)

@@ -54,10 +54,12 @@ def test_a_calibrated_model_keeps_its_probabilities():
     assert abs(record["cv_log_loss_after"] - record["cv_log_loss_before"]) < 0.005
 
 
-def test_no_temperature_for_a_metric_that_does_not_score_probabilities():
+def test_no_temperature_for_a_metric_that_does_not_score_probabilities_or_too_few_rows():
     proba, y = _overconfident()
     temperature, record = calibrate(proba, y, get_metric("accuracy", "multiclass"))
     assert temperature is None and record["method"] == "none" and "accuracy" in record["reason"]
+    temperature, record = calibrate(proba[:6], y[:6], get_metric("log_loss", "multiclass"))
+    assert temperature is None and "too few" in record["reason"]
 
 
 def test_a_fit_scored_by_log_loss_records_its_calibration_and_predicts_with_it(tmp_path):
