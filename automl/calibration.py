@@ -43,6 +43,8 @@ class Temperature:
 
 
 def _mean_nll(proba: np.ndarray, y: np.ndarray) -> float:
+    """The log loss, as the metric scores it, without scikit-learn's input checks: the fit
+    evaluates it ~30 times per temperature (0.3 ms against 14 ms on 40k rows x 7 classes)."""
     return float(-np.mean(np.log(np.clip(proba[np.arange(len(y)), y], EPS, 1.0))))
 
 

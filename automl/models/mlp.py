@@ -22,9 +22,10 @@ PERIODIC_FREQUENCIES, PERIODIC_SIZE = 16, 8
 """Each numeric feature: 16 learned frequencies (cos and sin of each), mapped to 8 values."""
 INPUTS_PER_ROW_COST = 1000
 """A row costs SECONDS_PER_ROW x (1 + the first layer's inputs / this): its inputs grow with
-the features (8 per numeric feature with periodic embeddings, up to MAX_EMBEDDED_FEATURES
-features; one each beyond). Measured on 4,050 rows, one thread: 3.4 s with 25 features,
-11.0 s with 200, 7.7 s with 2,000 (early-stopped sooner)."""
+the features, counted as 8 each up to MAX_EMBEDDED_FEATURES features (the periodic
+embeddings' size; the planner does not tell numeric from categorical ones), one each beyond.
+Measured on 4,050 rows, one thread: 3.4 s with 25 features, 11.0 s with 200, 7.7 s with
+2,000 (early-stopped sooner)."""
 
 
 class MLPFamily(ModelFamily):
