@@ -114,7 +114,8 @@ def memory_budget_bytes(memory_gb: float | None) -> float:
 class MemoryBudget:
     """What one trial may take of ``budget.memory_gb``, and how a larger one is made to fit.
 
-    The driver holds the data once and every worker a copy of it; what is left is
+    The data is held twice: by the driver, and once more where every worker maps it
+    (Ray's object store, or the local backend's shared segment); what is left is
     shared evenly between the trials that run at once. A trial whose family
     estimates more than its share fits on a random subsample of each fold's
     training rows (estimates grow about linearly with rows), so it still
@@ -131,7 +132,7 @@ class MemoryBudget:
     @classmethod
     def share(cls, total_bytes: float, data_bytes: float, slots: int, train_rows: int, n_features: int,
               n_classes: int, n_folds: int) -> MemoryBudget:
-        per_trial = (total_bytes - data_bytes) / max(1, slots) - data_bytes
+        per_trial = (total_bytes - 2 * data_bytes) / max(1, slots)
         return cls(max(0.0, per_trial), train_rows, n_features, n_classes, n_folds)
 
     def need_bytes(self, family: ModelFamily, params: dict[str, Any], rows: int | None = None) -> float:

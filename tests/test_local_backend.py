@@ -33,6 +33,16 @@ def _total(data: np.ndarray, offset: int) -> tuple[float, int]:
     return float(data.sum()) + offset, os.getpid()
 
 
+def _mapped_and_write(data: np.ndarray, value: float) -> tuple[bool, float]:
+    """Whether ``data`` is a view of a mapping (not a copy); then write into it."""
+    base = data.base
+    while base is not None and not isinstance(base, memoryview):
+        base = base.base
+    before = float(data[0])
+    data[0] = value
+    return isinstance(base, memoryview) and type(base.obj).__name__ == "mmap", before
+
+
 def _ask_twice(link) -> list[bool]:
     ask = link.connect()
     return [ask(0, 0.5), ask(1, 0.25)]
@@ -65,6 +75,20 @@ def test_tasks_run_in_other_processes_on_data_put_once(executor):
     pids = {pid for (_, pid), _ in results}
     assert len(pids) == 2 and os.getpid() not in pids  # two slots, two workers
     assert all(placement.pid in pids and placement.node_id == "local" for _, placement in results)
+
+
+def test_workers_map_one_shared_copy_and_write_only_to_their_own(executor):
+    data = np.arange(100_000.0)
+    ref = executor.put(data)
+    first = executor.submit(_mapped_and_write, ref, -1.0)
+    _wait_all(executor, [first])
+    assert executor.result(first)[0] == (True, 0.0)
+    busy = executor.submit(time.sleep, 60)  # so the next task runs in the other worker
+    second = executor.submit(_mapped_and_write, ref, -2.0)
+    _wait_all(executor, [second])
+    assert executor.result(second)[0] == (True, 0.0)  # the first worker's write stayed in its own pages
+    executor.cancel(busy)
+    assert data[0] == 0.0
 
 
 def test_a_worker_asks_the_driver_whether_to_stop(executor):

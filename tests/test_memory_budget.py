@@ -37,9 +37,9 @@ def test_estimates_follow_what_makes_a_model_large():
     assert budget.need_bytes(get_family("lightgbm"), {}) < base / 10  # boosting keeps small models
 
 
-def test_the_share_leaves_room_for_the_data_in_the_driver_and_every_worker():
-    assert MemoryBudget.share(10 * GIB, 1 * GIB, 3, 100, 5, 2, 5).per_trial_bytes == 2 * GIB
-    assert MemoryBudget.share(1 * GIB, 1 * GIB, 3, 100, 5, 2, 5).per_trial_bytes == 0
+def test_the_share_leaves_room_for_the_data_in_the_driver_and_the_copy_the_workers_share():
+    assert MemoryBudget.share(10 * GIB, 1 * GIB, 4, 100, 5, 2, 5).per_trial_bytes == 2 * GIB
+    assert MemoryBudget.share(2 * GIB, 1 * GIB, 3, 100, 5, 2, 5).per_trial_bytes == 0
     assert memory_budget_bytes(1.5) == 1.5 * GIB
     assert 0 < memory_budget_bytes(None)  # what the machine has available
 

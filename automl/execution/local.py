@@ -12,22 +12,26 @@ here), and a driver, or a notebook calling ``AutoML().fit``, may have. The zygot
 never fits anything. Why not ``multiprocessing``'s fork server: its workers
 re-import the driver's main script, which runs an unguarded script's fit again.
 
-One worker per slot, each with a socket to the driver: it gets the shared data
-once, then runs one task at a time and sends back its result, or its running fold
-score to ask whether to stop. Cancelling a task kills its worker; the next task
-gets a new one. Workers and the zygote exit when the driver goes, even killed.
+One worker per slot, each with a socket to the driver: it maps the shared data
+once (see ``SharedSegment``), then runs one task at a time and sends back its
+result, or its running fold score to ask whether to stop. Cancelling a task kills
+its worker; the next task gets a new one. Workers and the zygote exit when the
+driver goes, even killed.
 """
 
 from __future__ import annotations
 
+import ctypes
 import itertools
 import math
+import mmap
 import os
 import pickle
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -35,6 +39,7 @@ from dataclasses import dataclass
 from importlib import import_module
 from multiprocessing.connection import Connection
 from multiprocessing.connection import wait as wait_for
+from multiprocessing.reduction import recv_handle, send_handle
 from typing import Any
 
 from automl.errors import short_traceback
@@ -59,6 +64,78 @@ class SharedRef:
     """A reference to data ``put`` once and kept by every worker."""
 
     key: int
+
+
+ALIGNMENT = 64
+"""Where each array starts in a segment: a multiple of a cache line, as numpy's own allocations."""
+
+
+class SharedSegment:
+    """An object pickled into an anonymous in-memory file that every worker maps.
+
+    Pickle protocol 5 writes the object's large arrays (numpy's, and so the blocks of a
+    pandas frame) out of band; they are laid out after the small in-band pickle, and a
+    worker unpickles them as views of its mapping, without a copy. So the workers
+    share one copy of the training data instead of each holding its own, and the
+    driver holds no pickled copy at all (measured on 1M rows x 25 columns: ~190 MB
+    fewer per worker, and as much in the driver). The mapping is private
+    (copy-on-write): a model that writes into its input copies only the pages it
+    writes, and never changes another worker's data."""
+
+    def __init__(self, obj: Any):
+        buffers: list[pickle.PickleBuffer] = []
+        head = pickle.dumps(obj, protocol=5, buffer_callback=buffers.append)
+        self.file = _anonymous_file()
+        self.head_bytes = len(head)
+        self.buffers: list[tuple[int, int]] = []
+        """(offset, length) of each out-of-band buffer."""
+        _write_all(self.file, head)
+        offset = len(head)
+        for buffer in buffers:
+            raw = buffer.raw()
+            offset = _pad_to(self.file, offset, ALIGNMENT)
+            _write_all(self.file, raw)
+            self.buffers.append((offset, raw.nbytes))
+            offset += raw.nbytes
+
+    @property
+    def layout(self) -> tuple[int, list[tuple[int, int]]]:
+        return self.head_bytes, self.buffers
+
+    @staticmethod
+    def load(fd: int, layout: tuple[int, list[tuple[int, int]]]) -> Any:
+        """In a worker: map the file (its descriptor is closed here) and unpickle the object."""
+        head_bytes, buffers = layout
+        with os.fdopen(fd, "rb") as file:
+            size = os.fstat(file.fileno()).st_size
+            mapping = mmap.mmap(file.fileno(), size, flags=mmap.MAP_PRIVATE, prot=mmap.PROT_READ | mmap.PROT_WRITE)
+        view = memoryview(mapping)
+        return pickle.loads(view[:head_bytes], buffers=[view[start:start + length] for start, length in buffers])
+
+    def close(self) -> None:
+        os.close(self.file)
+
+
+def _anonymous_file() -> int:
+    """A file in memory that disappears with its last descriptor and mapping."""
+    if hasattr(os, "memfd_create"):
+        return os.memfd_create("automl-shared", os.MFD_CLOEXEC)
+    file = tempfile.TemporaryFile()  # macOS: an unlinked file, in the page cache while in use
+    fd = os.dup(file.fileno())
+    file.close()
+    return fd
+
+
+def _write_all(fd: int, data: bytes | memoryview) -> None:
+    view = memoryview(data).cast("B")
+    while view:
+        view = view[os.write(fd, view):]
+
+
+def _pad_to(fd: int, offset: int, alignment: int) -> int:
+    padding = -offset % alignment
+    _write_all(fd, bytes(padding))
+    return offset + padding
 
 
 class Zygote:
@@ -139,7 +216,7 @@ class LocalExecutor(Executor):
         self._slots = trial_slots(os.cpu_count() or 1, cpus, cpus_per_trial)
         self._zygote = _take_spare()
         self._workers: list[_Worker] = []
-        self._shared: dict[int, bytes] = {}
+        self._shared: dict[int, SharedSegment] = {}
         self._results: dict[Handle, tuple[str, Any]] = {}
         self._asking: dict[tuple[Any, int], _Worker] = {}
         self._handles = itertools.count()
@@ -151,7 +228,7 @@ class LocalExecutor(Executor):
 
     def put(self, obj: Any) -> SharedRef:
         ref = SharedRef(len(self._shared))
-        self._shared[ref.key] = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+        self._shared[ref.key] = SharedSegment(obj)
         return ref
 
     def submit(self, fn: Callable, *args: Any, num_cpus: float = 1, num_gpus: float = 0) -> Handle:
@@ -159,7 +236,9 @@ class LocalExecutor(Executor):
             raise ValueError("the local backend runs on CPUs only; use hardware.backend: ray for GPUs")
         worker = self._idle_worker()
         for ref in (arg for arg in args if isinstance(arg, SharedRef) and arg.key not in worker.has):
-            worker.connection.send(("put", ref.key, self._shared[ref.key]))
+            segment = self._shared[ref.key]
+            worker.connection.send(("put", ref.key, segment.layout))
+            send_handle(worker.connection, segment.file, worker.pid)
             worker.has.add(ref.key)
         worker.task = next(self._handles)
         worker.connection.send(("run", worker.task, fn, args))
@@ -243,6 +322,9 @@ class LocalExecutor(Executor):
         if self._zygote is not None:
             self._zygote.stop()
             self._zygote = None
+        for segment in self._shared.values():
+            segment.close()
+        self._shared.clear()
 
 
 def _wait_until_gone(pids: list[int], timeout: float) -> None:
@@ -316,7 +398,7 @@ def _work(connection: Connection, zygote: int) -> None:
         except (EOFError, OSError):
             os._exit(0)
         if message[0] == "put":
-            shared[message[1]] = pickle.loads(message[2])
+            shared[message[1]] = SharedSegment.load(recv_handle(connection), message[2])
             continue
         _, task, fn, args = message
         args = [shared[arg.key] if isinstance(arg, SharedRef) else arg for arg in args]
@@ -325,6 +407,27 @@ def _work(connection: Connection, zygote: int) -> None:
         except Exception as exc:  # the task's own failure: the driver records it
             reply = ("error", task, short_traceback(exc))
         connection.send(reply)
+        del reply, args
+        _release_free_memory()
+
+
+def _release_free_memory() -> None:
+    """Give the heap a finished trial freed back to the system. glibc keeps it for reuse
+    otherwise, and an idle worker would hold the high-water mark of its last trial
+    (measured: ~270 MB after a LightGBM trial on 855k rows, one worker in two idle)."""
+    if _malloc_trim is not None:
+        _malloc_trim(0)
+
+
+def _find_malloc_trim() -> Callable[[int], int] | None:
+    """glibc's ``malloc_trim``; None elsewhere (musl, macOS)."""
+    try:
+        return ctypes.CDLL(None).malloc_trim  # the symbols this process has loaded, libc's among them
+    except (OSError, AttributeError):
+        return None
+
+
+_malloc_trim = _find_malloc_trim()
 
 
 def _exit_when_orphaned(zygote: int) -> None:
