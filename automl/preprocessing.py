@@ -40,7 +40,7 @@ def codes_encoder(max_levels: int | None = None) -> FunctionTransformer:
 def scaled_one_hot_encoder() -> ColumnTransformer:
     """Median-imputed, standardised numbers (plus missing flags) and one-hot categories."""
     numeric = make_pipeline(SimpleImputer(strategy="median", add_indicator=True, keep_empty_features=True),
-                            StandardScaler())
+                            StandardScaler(copy=False))  # scales the imputer's new matrix in place
     categorical = OneHotEncoder(handle_unknown="infrequent_if_exist", max_categories=MAX_ONE_HOT_LEVELS,
                                 sparse_output=False)
     return ColumnTransformer(

@@ -30,7 +30,9 @@ class LinearFamily(ModelFamily):
 
     def build(self, params: dict[str, Any], task: str, n_jobs: int, seed: int):
         if task == "regression":
-            model = Ridge(**params, random_state=seed)
+            # copy_X=False: Ridge centres the pipeline's own scaled matrix in place instead of a
+            # copy of it (on 855k rows x 65 columns, 445 MB less at the trial's peak)
+            model = Ridge(**params, copy_X=False, random_state=seed)
         else:
             model = LogisticRegression(**params, max_iter=2000, random_state=seed)
         return make_pipeline(scaled_one_hot_encoder(), model)
