@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 BENCH_TIME_S ?= 60
 
-.PHONY: install test demo lint bench bench-quality bench-scaling bench-scale bench-mlp bench-gpu bench-faults bench-peers-install browser clean
+.PHONY: install test demo lint bench bench-quality bench-scaling bench-scale bench-mlp bench-gpu bench-faults bench-predict bench-peers-install browser clean
 
 install: $(BIN)/automl browser
 
@@ -35,7 +35,7 @@ demo: install
 lint: install
 	$(BIN)/ruff check automl tests benchmarks
 
-bench: bench-scaling bench-scale bench-mlp bench-quality bench-faults
+bench: bench-scaling bench-scale bench-mlp bench-quality bench-faults bench-predict
 
 bench-quality: install
 	$(BIN)/python benchmarks/quality.py --time-s $(BENCH_TIME_S)
@@ -60,6 +60,10 @@ bench-mlp: install
 
 bench-gpu: install
 	$(BIN)/python benchmarks/gpu.py
+
+bench-predict: install
+	$(BIN)/python benchmarks/predict.py
+	$(BIN)/python benchmarks/predict.py --rows 1000000
 
 bench-faults: install
 	$(BIN)/python benchmarks/faults.py

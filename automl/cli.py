@@ -87,23 +87,23 @@ def fit(spec: Path = typer.Argument(..., help="Task spec (YAML, TOML or JSON).")
 def predict(model_dir: Path = typer.Argument(..., help="A model folder or its run folder."),
             data: Path = typer.Argument(..., help="CSV or Parquet with the feature columns."),
             out: Path = typer.Option(None, "-o", "--output", help="Write the CSV here instead of stdout."),
-            proba: bool = typer.Option(False, "--proba", help="Class probabilities instead of labels.")) -> None:
-    """Predict new rows; one output row per input row, in input order."""
+            proba: bool = typer.Option(False, "--proba", help="Class probabilities instead of labels."),
+            id_column: str = typer.Option(None, "--id", help="Pass this column through to the output, first."),
+            chunk_rows: int = typer.Option(100_000, "--chunk-rows", min=1,
+                                           help="Rows read and predicted at a time (bounds memory).")) -> None:
+    """Predict new rows; one output row per input row, in input order. The file is read
+    and predicted in chunks, so a file larger than memory goes through."""
     from automl.artifact import load_predictor
-    from automl.data import load_table
+    from automl.batch_prediction import predict_file
 
     predictor = load_predictor(model_dir)
-    frame = load_table(data)
-    if proba:
-        result = predictor.predict_proba(frame)
-    else:
-        result = pd.DataFrame({predictor.target_name: predictor.predict(frame)})
     if out is None:
-        result.to_csv(sys.stdout, index=False)
-    else:
-        from automl import atomic
+        predict_file(predictor, data, sys.stdout, proba, id_column, chunk_rows)
+        return
+    from automl import atomic
 
-        atomic.write_text(out, result.to_csv(index=False))
+    with atomic.atomic_path(out) as staged, open(staged, "w", newline="") as handle:
+        predict_file(predictor, data, handle, proba, id_column, chunk_rows)
 
 
 @app.command()

@@ -11,6 +11,8 @@ import csv
 import gzip
 import re
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,24 +41,71 @@ def named_columns(names: list[str]) -> str:
     return shown + (f" and {len(names) - MAX_NAMED} more" if len(names) > MAX_NAMED else "")
 
 
+TABLE_SUFFIXES = (".parquet", ".pq", ".csv", ".txt", ".gz", ".tsv")
+
+
 def load_table(source: str | Path | pd.DataFrame) -> pd.DataFrame:
     """A DataFrame from a CSV or Parquet path, or the frame itself; refuses what no
     model could use as given (see ``check_table``)."""
     if isinstance(source, pd.DataFrame):
         return check_table(source, "the data")
+    path = _table_path(source)
+    with _reading(path):
+        if _is_parquet(path):
+            frame = pd.read_parquet(path)
+        else:
+            _check_header(path, _delimiter(path))
+            frame = pd.read_csv(path, sep=_delimiter(path), skipinitialspace=True)
+    if frame.empty:
+        raise InputError(f"{path} holds no rows")
+    _check_one_column(path, frame)
+    return check_table(frame, str(path))
+
+
+def table_chunks(source: str | Path, rows: int) -> Iterator[pd.DataFrame]:
+    """A CSV or Parquet file ``rows`` at a time, in order, each chunk read and checked as
+    ``load_table`` reads and checks a whole table: memory is bounded by a chunk."""
+    path = _table_path(source)
+    first = 0
+    with _reading(path):
+        if _is_parquet(path):
+            import pyarrow.parquet as pq
+
+            chunks = (batch.to_pandas() for batch in pq.ParquetFile(path).iter_batches(batch_size=rows))
+        else:
+            _check_header(path, _delimiter(path))
+            chunks = pd.read_csv(path, sep=_delimiter(path), skipinitialspace=True, chunksize=rows)
+        for chunk in chunks:
+            if first == 0:
+                _check_one_column(path, chunk)
+            yield check_table(chunk, f"{path} (rows {first + 1} to {first + len(chunk)})")
+            first += len(chunk)
+    if first == 0:
+        raise InputError(f"{path} holds no rows")
+
+
+def _table_path(source: str | Path) -> Path:
     path = Path(source)
     if not path.is_file():
         raise InputError(f"data file not found: {path}")
-    suffix = path.suffix.lower()
-    if suffix not in (".parquet", ".pq", ".csv", ".txt", ".gz", ".tsv"):
+    if path.suffix.lower() not in TABLE_SUFFIXES:
         raise InputError(f"unsupported data file type {path.suffix!r} (use .csv or .parquet): {path}")
+    return path
+
+
+def _is_parquet(path: Path) -> bool:
+    return path.suffix.lower() in (".parquet", ".pq")
+
+
+def _delimiter(path: Path) -> str:
+    return "\t" if path.suffix.lower() == ".tsv" else ","
+
+
+@contextmanager
+def _reading(path: Path) -> Iterator[None]:
+    """What reading ``path`` raises, as one line that names the file and the problem."""
     try:
-        if suffix in (".parquet", ".pq"):
-            frame = pd.read_parquet(path)
-        else:
-            delimiter = "\t" if suffix == ".tsv" else ","
-            _check_header(path, delimiter)
-            frame = pd.read_csv(path, sep=delimiter, skipinitialspace=True)
+        yield
     except InputError:
         raise
     except pd.errors.EmptyDataError:
@@ -66,11 +115,11 @@ def load_table(source: str | Path | pd.DataFrame) -> pd.DataFrame:
                          "save it as UTF-8") from None
     except (pd.errors.ParserError, OSError, ValueError) as exc:  # ValueError: pyarrow on a file that is not Parquet
         raise InputError(f"cannot read {path}: {str(exc).splitlines()[0]}") from None
-    if frame.empty:
-        raise InputError(f"{path} holds no rows")
-    if frame.shape[1] == 1 and suffix != ".tsv":
+
+
+def _check_one_column(path: Path, frame: pd.DataFrame) -> None:
+    if frame.shape[1] == 1 and path.suffix.lower() != ".tsv":
         _check_delimiter(path, str(frame.columns[0]))
-    return check_table(frame, str(path))
 
 
 def release_reader_memory() -> None:

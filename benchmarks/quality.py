@@ -15,7 +15,7 @@ All predictions are scored by the same function here. Prints the test score per
 dataset and system, each system's mean rank (1 = best), and fit and predict
 seconds against the budget.
 
-    python benchmarks/quality.py --time-s 60 [--systems automl lgbm hgb flaml autogluon] [--only adult]
+    python benchmarks/quality.py --time-s 60 [--systems automl lgbm hgb flaml autogluon] [--only adult] [--keep DIR]
 """
 
 from __future__ import annotations
@@ -94,7 +94,7 @@ def run_automl(entry: dict, datasets: Path, time_s: float, workdir: Path) -> dic
     spec_path.write_text(yaml.safe_dump(spec))
     automl = [sys.executable, "-m", "automl"]
     started = time.perf_counter()
-    subprocess.run([*automl, "fit", str(spec_path), "--quiet"], check=True, stdout=subprocess.DEVNULL)
+    subprocess.run([*automl, "fit", str(spec_path), "--quiet", "--overwrite"], check=True, stdout=subprocess.DEVNULL)
     fit_s = time.perf_counter() - started
     predictor = load_predictor(workdir / entry["name"])
     test = pd.read_csv(datasets / entry["test"], skipinitialspace=True)
@@ -135,6 +135,7 @@ def main() -> None:
     parser.add_argument("--only", nargs="*", help="dataset names to run (default: all)")
     parser.add_argument("--systems", nargs="*", default=list(SYSTEMS), choices=SYSTEMS)
     parser.add_argument("--json", type=Path, help="also write every result here")
+    parser.add_argument("--keep", type=Path, help="keep automl's runs in this folder (benchmarks/predict.py --runs)")
     args = parser.parse_args()
     systems = list(args.systems)
     if {"flaml", "autogluon"} & set(systems) and not PEERS_PYTHON.exists():
@@ -145,16 +146,18 @@ def main() -> None:
                 if not args.only or e["name"] in args.only]
     results = []
     with tempfile.TemporaryDirectory(prefix="automl-bench-") as tmp:
+        workdir = args.keep or Path(tmp)
+        workdir.mkdir(parents=True, exist_ok=True)
         for entry in manifest:
             train = pd.read_csv(args.datasets / entry["train"], skipinitialspace=True)
             test = pd.read_csv(args.datasets / entry["test"], skipinitialspace=True)
             for system in systems:
                 if system == "automl":
-                    result = run_automl(entry, args.datasets, args.time_s, Path(tmp))
+                    result = run_automl(entry, args.datasets, args.time_s, workdir)
                 elif system in ("lgbm", "hgb"):
                     result = run_default(system, train, test, entry)
                 else:
-                    result = run_peer(system, entry, args.datasets, args.time_s, Path(tmp))
+                    result = run_peer(system, entry, args.datasets, args.time_s, workdir)
                 predictions = result.pop("predictions")
                 results.append({"dataset": entry["name"], "metric": entry["metric"], "system": system,
                                 "score": score(entry["metric"], test[entry["target"]], predictions),
