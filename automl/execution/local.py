@@ -77,8 +77,8 @@ class SharedSegment:
     pandas frame) out of band; they are laid out after the small in-band pickle, and a
     worker unpickles them as views of its mapping, without a copy. So the workers
     share one copy of the training data instead of each holding its own, and the
-    driver holds no pickled copy at all (measured on 1M rows x 25 columns: ~190 MB
-    fewer per worker, and as much in the driver). The mapping is private
+    driver holds no pickled copy at all (1M rows x 25 columns: ~190 MB of arrays, once
+    instead of once per worker and once more in the driver). The mapping is private
     (copy-on-write): a model that writes into its input copies only the pages it
     writes, and never changes another worker's data."""
 
