@@ -23,10 +23,13 @@ def predictions(predictor: Predictor, rows: pd.DataFrame, proba: bool, id_column
     """One output row per input row: the label (or each class's probability), after the id."""
     if id_column is not None and id_column not in rows.columns:
         raise InputError(f"--id column '{id_column}' is not in {source}")
+    features = rows
+    if id_column is not None and predictor.schema.unknown_columns(rows[[id_column]]):
+        features = rows.drop(columns=[id_column])  # asked for by name: no warning that the model ignores it
     if proba:
-        result = predictor.predict_proba(rows)
+        result = predictor.predict_proba(features)
     else:
-        result = pd.DataFrame({predictor.target_name: predictor.predict(rows)})
+        result = pd.DataFrame({predictor.target_name: predictor.predict(features)})
     if id_column is not None:
         result.insert(0, id_column, rows[id_column].to_numpy())
     return result

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -11,7 +12,7 @@ import pytest
 from automl.artifact import Member, Predictor
 from automl.batch_prediction import predict_file
 from automl.data import prepare_training, table_chunks
-from automl.errors import InputError
+from automl.errors import DataWarning, InputError
 from automl.models import get_family
 from tests.conftest import automl_cli
 
@@ -47,9 +48,13 @@ def test_a_parquet_file_in_chunks_predicts_as_it_would_whole(tmp_path, predictor
     new_rows.to_parquet(tmp_path / "new.parquet")
     assert [len(chunk) for chunk in table_chunks(tmp_path / "new.parquet", 64)] == [64, 64, 22]
     out = io.StringIO()
-    assert predict_file(predictor, tmp_path / "new.parquet", out, chunk_rows=64) == len(new_rows)
-    labels = pd.read_csv(io.StringIO(out.getvalue()))["target"]
-    assert labels.tolist() == list(predictor.predict(new_rows))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DataWarning)  # the id is asked for: no warning that the model ignores it
+        written_rows = predict_file(predictor, tmp_path / "new.parquet", out, id_column="row_id", chunk_rows=64)
+    assert written_rows == len(new_rows)
+    written = pd.read_csv(io.StringIO(out.getvalue()))
+    assert written["row_id"].tolist() == new_rows["row_id"].tolist()
+    assert written["target"].tolist() == list(predictor.predict(new_rows.drop(columns=["row_id"])))
 
 
 def test_a_missing_id_column_or_an_empty_file_is_a_one_line_error(tmp_path, predictor, new_rows):
