@@ -107,8 +107,7 @@ class Predictor:
         threads = 1 if rows < SMALL_BATCH_ROWS else os.cpu_count() or 1
         if self._threads != threads:
             for member in self.members:
-                for model in getattr(member.estimator, "models", [member.estimator]):  # a BaggedModel's folds
-                    with_threads(model, threads)
+                with_threads(member.estimator, threads)
             self._threads = threads
         if self._controller is None:  # made once the members' libraries are loaded
             self._controller = ThreadpoolController()

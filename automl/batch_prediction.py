@@ -10,12 +10,8 @@ from typing import TextIO
 import pandas as pd
 
 from automl.artifact import Predictor
-from automl.data import table_chunks
+from automl.data import CHUNK_ROWS, table_chunks
 from automl.errors import InputError
-
-CHUNK_ROWS = 100_000
-"""Rows predicted at a time: large enough that per-call costs vanish (a chunk of 1M
-rows x 25 columns takes ~20 MB as read), small enough to bound memory."""
 
 
 def predictions(predictor: Predictor, rows: pd.DataFrame, proba: bool, id_column: str | None = None,

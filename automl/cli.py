@@ -23,6 +23,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from automl.data import CHUNK_ROWS
 from automl.errors import DataWarning, InputError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -89,7 +90,7 @@ def predict(model_dir: Path = typer.Argument(..., help="A model folder or its ru
             out: Path = typer.Option(None, "-o", "--output", help="Write the CSV here instead of stdout."),
             proba: bool = typer.Option(False, "--proba", help="Class probabilities instead of labels."),
             id_column: str = typer.Option(None, "--id", help="Pass this column through to the output, first."),
-            chunk_rows: int = typer.Option(100_000, "--chunk-rows", min=1,
+            chunk_rows: int = typer.Option(CHUNK_ROWS, "--chunk-rows", min=1,
                                            help="Rows read and predicted at a time (bounds memory).")) -> None:
     """Predict new rows; one output row per input row, in input order. The file is read
     and predicted in chunks, so a file larger than memory goes through."""

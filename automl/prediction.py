@@ -38,7 +38,10 @@ def blend(estimators: list[Any], weights: list[float], X, task: str, n_classes: 
 def with_threads(model: Any, n_jobs: int) -> Any:
     """``model`` with the thread counts its family set (``n_jobs`` parameters holding a
     number, a pipeline's steps included) raised to ``n_jobs``. Those left at None stay:
-    for a ColumnTransformer, say, a number would mean a pool of processes."""
+    for a ColumnTransformer, say, a number would mean a pool of processes. A BaggedModel's
+    fold models each get ``n_jobs``."""
+    for fold_model in getattr(model, "models", ()):
+        with_threads(fold_model, n_jobs)
     if hasattr(model, "get_params"):
         params = model.get_params(deep=True)
         keys = [k for k, v in params.items() if (k == "n_jobs" or k.endswith("__n_jobs")) and isinstance(v, int)]
