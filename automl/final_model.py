@@ -127,20 +127,22 @@ def calibrate_members(run: Run, members: list[TrialOutcome], weights: list[float
 
 def final_members(run: Run, data: TrainingData, members: list[TrialOutcome], weights: list[float]) -> list[Member]:
     """The members' fold models, bagged, when all were kept; otherwise each refit on all
-    rows, learners that grow stopping in time for the end phase (``refit_limit_s``)."""
+    rows, with the rounds its early-stopped fold models kept (``refit_params``), learners
+    that grow stopping in time for the end phase (``refit_limit_s``)."""
     run.final_model = "bagged" if all_bagged(members) else "refit"
     n_jobs = run.spec.hardware.cpus or os.cpu_count() or 1
     fitted = []
     with threadpool_limits(limits=n_jobs):
         for index, (outcome, weight) in enumerate(zip(members, weights, strict=True)):
+            params = outcome.params
             if run.final_model == "bagged":
-                estimator = BaggedModel.from_packed(outcome.fold_models, data.task,
-                                                            data.target.n_classes, n_jobs)
+                estimator = BaggedModel.from_packed(outcome.fold_models, data.task, data.target.n_classes, n_jobs)
             else:
                 family = get_family(outcome.family)
-                estimator = family.build(outcome.params, data.task, n_jobs, run.spec.seed)
+                params = outcome.refit_params or outcome.params
+                estimator = family.build(params, data.task, n_jobs, run.spec.seed)
                 rows = in_time_order(subsample(np.arange(len(data.y)), outcome.train_rows, run.spec.seed), data.times)
                 family.fit(estimator, data.X.iloc[rows], data.y[rows], in_time_order=data.times is not None,
                            time_limit_s=run.refit_limit_s(len(members) - index))
-            fitted.append(Member(model_name(outcome), outcome.family, outcome.params, weight, estimator))
+            fitted.append(Member(model_name(outcome), outcome.family, params, weight, estimator))
     return fitted

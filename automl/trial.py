@@ -98,6 +98,9 @@ class TrialOutcome:
     train_rows: int | None = None
     """Rows each fold model was fit on, when the memory or time budget made the trial subsample them."""
     sample_reason: str = ""
+    refit_params: dict[str, Any] | None = None
+    """The configuration a refit on all rows takes: ``params`` with the mean size its fold
+    models kept where early stopping cut them short (see ``ModelFamily.kept_size``)."""
     traceback: str = ""
     """Where a failed trial failed: the end of its traceback (``error`` holds its message)."""
 
@@ -138,7 +141,7 @@ def _cross_validate(workload: Workload, spec: TrialSpec, outcome: TrialOutcome) 
     reporter = spec.pruning.connect() if spec.pruning is not None else None
     oof = empty_oof(data.task, len(data.y), data.target.n_classes)
     k = data.target.n_classes
-    packer, holdout_predictions = FoldModelPacker(spec.max_model_bytes), []
+    packer, holdout_predictions, kept_sizes = FoldModelPacker(spec.max_model_bytes), [], []
     deadline = time.monotonic() + spec.time_limit_s if spec.time_limit_s is not None else None
     for step, (train_idx, valid_idx) in enumerate(folds.splits):
         train_idx = in_time_order(subsample(train_idx, spec.max_train_rows, spec.seed + step), data.times)
@@ -162,10 +165,17 @@ def _cross_validate(workload: Workload, spec: TrialSpec, outcome: TrialOutcome) 
         if holdout is not None:
             holdout_predictions.append(predict_matrix(estimator, holdout, data.task, k))
         packer.add(estimator)
+        kept_sizes.append(family.kept_size(estimator))
     outcome.oof = oof
+    outcome.refit_params = {**spec.params, **_mean_sizes(kept_sizes)}
     if holdout_predictions:
         outcome.holdout_prediction = np.mean(holdout_predictions, axis=0)
     outcome.fold_models = packer.packed
+
+
+def _mean_sizes(sizes: list[dict[str, int]]) -> dict[str, int]:
+    """Each size parameter's mean over the folds, rounded up (at least 1)."""
+    return {name: max(1, int(np.ceil(np.mean([size[name] for size in sizes])))) for name in sizes[0]} if sizes else {}
 
 
 def in_time_order(rows: np.ndarray, times: np.ndarray | None) -> np.ndarray:

@@ -93,6 +93,13 @@ class ModelFamily(ABC):
         rows holds out the latest share, not a random one."""
         return estimator.fit(X, y)
 
+    def kept_size(self, estimator: BaseEstimator) -> dict[str, int]:
+        """The size parameters a fitted ``estimator`` kept where early stopping on the fold's
+        validation rows cut it short (LightGBM's best round). A refit on all rows has no
+        such rows to stop on: it takes the fold models' mean size instead (``refit_params``).
+        Learners that stop on a split of their own rows, or never stop early, return {}."""
+        return {}
+
     def estimated_trial_bytes(self, params: dict[str, Any], n_rows: int, n_features: int, n_classes: int,
                               n_folds: int) -> float:
         """Peak memory of one trial beyond the data its worker holds, fitting on ``n_rows``

@@ -139,6 +139,10 @@ class LightGBMFamily(ModelFamily):
             return estimator.fit(X, y, eval_X=(validation[0],), eval_y=(validation[1],), callbacks=callbacks)
         return estimator.fit(X, y, eval_set=[validation], callbacks=callbacks)
 
+    def kept_size(self, estimator) -> dict[str, int]:
+        """The rounds early stopping kept (all it grew when it never stopped)."""
+        return {"n_estimators": estimator.best_iteration_ or estimator.n_estimators_}
+
     def build(self, params: dict[str, Any], task: str, n_jobs: int, seed: int):
         estimator = LGBMRegressor if task == "regression" else LGBMClassifier
         return estimator(**params, subsample_freq=1, n_jobs=n_jobs, random_state=seed, verbose=-1,
