@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pickle
+
 import numpy as np
 import pytest
 from sklearn.compose import make_column_transformer
@@ -31,6 +33,18 @@ def test_pack_keeps_models_under_the_limit_only():
     assert _packed(models, limit=0) is None  # no limit: none kept
     restored = BaggedModel.from_packed(packed, "regression", 0)
     np.testing.assert_allclose(restored.predict([[3.0]]), [6.0])
+
+
+def test_a_bagged_model_pickles_as_the_bytes_it_came_as_and_loads_whole(monkeypatch):
+    models = [LinearRegression().fit([[0.0], [1.0]], [0.0, 2.0 + i]) for i in range(3)]
+    bagged = BaggedModel.from_packed(_packed(models, bagging.MAX_FOLD_MODELS_BYTES), "regression", 0)
+    monkeypatch.setattr(LinearRegression, "__reduce_ex__", lambda *_: pytest.fail("a fold model was pickled again"))
+    blob = pickle.dumps(bagged)
+    monkeypatch.undo()
+    loaded = pickle.loads(blob)
+    np.testing.assert_allclose(loaded.predict([[1.0]]), bagged.predict([[1.0]]))
+    assert loaded._packed is None and len(loaded.models) == 3  # the bytes are let go once unpacked
+    np.testing.assert_allclose(pickle.loads(pickle.dumps(loaded)).predict([[1.0]]), [3.0])
 
 
 def test_with_threads_raises_numeric_thread_counts_only():

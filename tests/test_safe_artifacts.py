@@ -9,13 +9,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import joblib
 import pytest
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from automl import atomic
-from automl.artifact import MANIFEST_FILE, MODEL_FILE, Member, Predictor, load_predictor
+from automl.artifact import MANIFEST_FILE, MODEL_FILE, Member, Predictor, load_predictor, sha256_of
 from automl.data import prepare_training
 from automl.errors import InputError
 from tests.conftest import automl_cli
@@ -34,6 +35,23 @@ def test_manifest_lists_every_file_and_an_intact_folder_loads(saved, binary_fram
     manifest = json.loads((saved / MANIFEST_FILE).read_text())["sha256"]
     assert set(manifest) == {MODEL_FILE, "meta.json", "notes.json"}
     assert len(load_predictor(saved).predict(binary_frame)) == len(binary_frame)
+
+
+def test_the_model_is_a_plain_pickle_and_a_folder_saved_by_joblib_still_loads(saved, binary_frame):
+    with open(saved / MODEL_FILE, "rb") as handle:
+        assert isinstance(pickle.load(handle), Predictor)  # what the C pickler reads: no joblib wrappers
+    old = load_predictor(saved)
+    joblib.dump(old, saved / MODEL_FILE)  # format 1, as saved before: rewritten with its manifest and meta
+    meta = json.loads((saved / "meta.json").read_text())
+    (saved / "meta.json").write_text(json.dumps({**meta, "format_version": 1}))
+    manifest = {name: sha256_of(saved / name) for name in (MODEL_FILE, "meta.json", "notes.json")}
+    (saved / MANIFEST_FILE).write_text(json.dumps({"sha256": manifest}))
+    assert (load_predictor(saved).predict(binary_frame) == old.predict(binary_frame)).all()
+    (saved / "meta.json").write_text(json.dumps({**meta, "format_version": 99}))
+    manifest["meta.json"] = sha256_of(saved / "meta.json")
+    (saved / MANIFEST_FILE).write_text(json.dumps({"sha256": manifest}))
+    with pytest.raises(InputError, match="saved in model format 99; this automl reads formats 1, 2"):
+        load_predictor(saved)
 
 
 @pytest.mark.parametrize("name", [MODEL_FILE, "meta.json", "notes.json"])
@@ -112,10 +130,10 @@ def test_leftovers_of_a_killed_writer_are_recognised(tmp_path):
 
 
 def test_a_model_that_cannot_be_unpickled_is_refused_with_the_reason(saved, monkeypatch):
-    def missing_library(path):
+    def missing_library(handle):
         raise ModuleNotFoundError("No module named 'torch'")
 
-    monkeypatch.setattr("automl.artifact.joblib.load", missing_library)
+    monkeypatch.setattr("automl.artifact.pickle.load", missing_library)
     with pytest.raises(InputError, match="cannot load .*: ModuleNotFoundError: No module named 'torch'"):
         load_predictor(saved)
 
