@@ -36,12 +36,17 @@ def select_ensemble(predictions: list[np.ndarray], y: np.ndarray, metric: Metric
                     valid_sets: list[np.ndarray], time_limit_s: float = float("inf")) -> EnsembleSelection:
     """Weights for ``predictions`` (out-of-fold arrays over all rows), judged on ``valid_sets``.
 
+    All ``rounds`` are run and the best round's blend is kept, as Caruana et al. and
+    AutoGluon do: a round that does not improve the blend can lead to one that does.
+    Stopping at the first such round left wine_white with two extra-trees members
+    (test log loss 0.788); the best of 25 rounds had six (0.744), on the same trials.
     Every round leaves a valid ensemble, so past ``time_limit_s`` the selection
     stops after the round under way (a fit's budget is fixed; more rounds only refine)."""
     started = time.monotonic()
     counts = np.zeros(len(predictions), dtype=int)
     blend = np.zeros_like(predictions[0], dtype=float)
     best: list[float] = []
+    best_counts = counts
     for step in range(1, rounds + 1):
         if best and time.monotonic() - started > time_limit_s:
             break
@@ -49,10 +54,10 @@ def select_ensemble(predictions: list[np.ndarray], y: np.ndarray, metric: Metric
                   for candidate in predictions]
         means = [np.mean(scores) for scores in trials]
         pick = int(np.argmax(means) if metric.higher_is_better else np.argmin(means))
-        if best and not metric.is_better(means[pick], np.mean(best)):
-            break  # no candidate improves the blend any more
         counts[pick] += 1
         blend = (blend * (step - 1) + predictions[pick]) / step
-        best = trials[pick]
+        if not best or metric.is_better(means[pick], np.mean(best)):
+            best, best_counts = trials[pick], counts.copy()
+    counts = best_counts
     total = counts.sum()
     return EnsembleSelection({i: c / total for i, c in enumerate(counts) if c}, best)
