@@ -262,10 +262,13 @@ def test_fit_on_a_two_node_cluster_uses_both_nodes(tmp_path, binary_frame, two_n
 
 
 def test_a_node_leaving_mid_run_does_not_end_the_run(tmp_path, binary_frame, two_node_cluster):
-    spec = write_spec(tmp_path, binary_frame, budget={"time_s": 30}, hardware={"cpus": None},
+    spec = write_spec(tmp_path, binary_frame, budget={"time_s": 22}, hardware={"cpus": None},
                       models={"include": ["linear", "lightgbm", "extra_trees"]})
     fit = _fit_on(two_node_cluster, spec)
-    time.sleep(14)  # Ray is up and trials are running on both nodes
+    trials = tmp_path / "run" / "trials"
+    deadline = time.monotonic() + 60
+    while not any(trials.glob("trial_*")) and fit.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)  # until a trial has finished: Ray is up and trials run on both nodes
     assert fit.poll() is None, "the fit ended before the node could leave"
     os.kill(two_node_cluster.worker_raylet, signal.SIGKILL)
     left_at = time.time()
