@@ -21,7 +21,7 @@ from automl.budget import WRITE_MARGIN_S, importance_limit_s
 from automl.evaluate import scores_of
 from automl.fairness import fairness_report
 from automl.metrics import Metric, score_or_nan
-from automl.prediction import blend, weighted_mean
+from automl.prediction import BaggedModel, blend, predict_matrix, weighted_mean
 from automl.trial import COMPLETE, TrialOutcome
 
 if TYPE_CHECKING:
@@ -142,13 +142,10 @@ def assess_run(run: Run, inputs: Inputs, predictor: Predictor, members: list[Tri
     """Holdout scores (every trial and the final model), diagnostics, feature importance and
     fairness: on the holdout when there is one, otherwise out of fold."""
     data, metric, spec = inputs.data, inputs.metric, run.spec
-    estimators = FittedMembers([m.estimator for m in predictor.members], weights, data.task, data.target.n_classes)
     if holdout_X is not None:
         y = data.target.encode(inputs.holdout[spec.data.target])
         member_mean = weighted_mean([m.holdout_prediction for m in members], weights)
-        bagged_prediction = member_mean if run.final_model == "bagged" else None  # what the model predicts
-        prediction = predictor.calibrated(bagged_prediction if bagged_prediction is not None
-                                          else estimators.predict_matrix(holdout_X))
+        prediction = predictor.calibrated(_final_holdout_prediction(members, predictor, weights, holdout_X))
         holdout = scores_of(predictor, y, prediction)
         ensemble_holdout = score_or_nan(metric, y, member_mean) if member_mean is not None else float("nan")
         diagnostics = Diagnostics(y, prediction, "holdout")
@@ -168,6 +165,16 @@ def assess_run(run: Run, inputs: Inputs, predictor: Predictor, members: list[Tri
                                 diagnostics.source) if spec.data.sensitive else None)
     row_holdout = holdout_scores(run.outcomes, diagnostics.y, metric) if holdout is not None else {}
     return Checks(holdout, row_holdout, ensemble_holdout, diagnostics, importance, fairness)
+
+
+def _final_holdout_prediction(members: list[TrialOutcome], predictor: Predictor, weights: list[float],
+                              holdout_X: pd.DataFrame) -> np.ndarray:
+    """What the final model predicts for the holdout. A bagged member's trial predicted it in
+    its worker, with the same fold models; a refit member predicts it now."""
+    parts = [outcome.holdout_prediction if isinstance(member.estimator, BaggedModel)
+             else predict_matrix(member.estimator, holdout_X, predictor.task, predictor.target.n_classes)
+             for outcome, member in zip(members, predictor.members, strict=True)]
+    return weighted_mean(parts, weights)
 
 
 def _importance_rows_without_holdout(run: Run, inputs: Inputs, predictor: Predictor, weights: list[float]):

@@ -96,18 +96,13 @@ def refit_estimate_s(outcome: TrialOutcome, refit_share: float) -> float:
     return outcome.fit_time_s * refit_share
 
 
-def all_bagged(members: list[TrialOutcome]) -> bool:
-    return all(m.fold_models is not None for m in members)
-
-
 def final_cost_s(members: list[TrialOutcome], refit_share: float, holdout_share: float = 0.0) -> float:
     """Seconds to make the final model from ``members`` and score it on the holdout:
-    nothing when their fold models were all kept (the trials already predicted the
-    holdout with them), otherwise one fit on all rows each and a holdout prediction
-    (from the trials' prediction times: their validation rows add up to all rows)."""
-    if all_bagged(members):
-        return 0.0
-    return sum(refit_estimate_s(m, refit_share) + m.predict_time_s * holdout_share for m in members)
+    nothing for a member whose fold models were kept (bagged: its trial already predicted
+    the holdout with them), one fit on all rows and a holdout prediction for each other
+    (from the trial's prediction time: its validation rows add up to all rows)."""
+    return sum(refit_estimate_s(m, refit_share) + m.predict_time_s * holdout_share
+               for m in members if m.fold_models is None)
 
 
 def select_limit_s(spec: Spec) -> float:

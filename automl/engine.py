@@ -95,7 +95,7 @@ class Run(RunClock):
         self.calibration: dict[str, Any] = {"method": "none", "reason": "not tried"}
         """What ``calibrate_members`` decided, for run.json."""
         self.final_model = ""
-        """How the members were made: "bagged" fold models or "refit" on all rows."""
+        """How the members were made: "bagged" fold models, "refit" on all rows, or "mixed" (some of each)."""
         self.backend = backend_name(spec.hardware)
         self.memory: MemoryBudget | None = None
         self.sampling_notes: set[tuple[str, str]] = set()

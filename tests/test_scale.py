@@ -16,6 +16,7 @@ import pandas as pd
 import pytest
 from sklearn.datasets import make_classification
 
+from automl.budget import final_cost_s
 from automl.data import prepare_training
 from automl.engine import Run, run_fit
 from automl.final_model import final_members
@@ -23,6 +24,7 @@ from automl.metrics import get_metric
 from automl.models import get_family
 from automl.models import lightgbm as lightgbm_module
 from automl.planner import choose_cpus_per_trial, choose_validation, plan
+from automl.prediction import BaggedModel
 from automl.progress import Progress
 from automl.spec import build_spec, load_spec
 from automl.trial import COMPLETE, TrialOutcome, TrialSpec, Workload, run_trial
@@ -185,6 +187,27 @@ def test_a_refit_takes_the_rounds_its_early_stopped_fold_models_kept(table):
     assert member.params == outcome.refit_params
 
 
+def test_only_members_whose_fold_models_were_not_kept_are_refit(table):
+    X, y = table
+    data = prepare_training(X.assign(y=y), "y", "binary")
+    folds = make_folds("binary", data.y, 3, seed=0)
+    family = get_family("lightgbm")
+    params = {**family.default_params("binary"), "n_estimators": 30}
+    kept, too_large = (run_trial(Workload(data, folds), TrialSpec(n, "lightgbm", params, "roc_auc", seed=0,
+                                                                  max_model_bytes=limit))
+                       for n, limit in ((0, 2**30), (1, 0)))
+    assert kept.fold_models is not None and too_large.fold_models is None
+    assert final_cost_s([kept], refit_share=1.5) == 0.0
+    assert final_cost_s([kept, too_large], refit_share=1.5) == pytest.approx(1.5 * too_large.fit_time_s)
+    spec = _spec(60)
+    run = Run(spec, plan(spec, "binary", len(y), X.shape[1]), Path("unused"), Progress(enabled=False),
+              started=time.monotonic())
+    bagged, refit = final_members(run, data, [kept, too_large], [0.5, 0.5])
+    assert run.final_model == "mixed"
+    assert isinstance(bagged.estimator, BaggedModel) and len(bagged.estimator.models) == 3
+    assert isinstance(refit.estimator, lightgbm.LGBMClassifier)  # one model, fit on all rows
+
+
 def test_a_fit_validated_on_one_split_records_why(tmp_path, binary_frame):
     spec = load_spec(write_spec(tmp_path, binary_frame, budget={"time_s": 12, "max_trials": 6},
                                 validation={"method": "split", "split_size": 0.25},
@@ -209,7 +232,7 @@ def test_the_search_waits_for_the_ensembles_refits_only_while_they_are_cheap():
     run.outcomes = [trial(0, 0.98, 20.0, bagged=True), trial(1, 0.97, 10.0, bagged=False),
                     trial(2, 0.96, 10.0, bagged=False)]
     cheap = run.search_deadline(run.likely_members(metric), refit_share=1.0)
-    assert cheap == pytest.approx(300 - run.end_reserve_s() - 40.0)  # all three refit (40 s): waited for
+    assert cheap == pytest.approx(300 - run.end_reserve_s() - 20.0)  # the two not kept refit (20 s): waited for
     run.outcomes[2].fit_time_s = 60.0  # 90 s, over 20% of the budget: only the best (bagged: no refit)
     assert run.search_deadline(run.likely_members(metric), refit_share=1.0) == pytest.approx(300 - run.end_reserve_s())
 
