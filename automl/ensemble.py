@@ -29,7 +29,9 @@ class EnsembleSelection:
 
 def fold_scores(prediction: np.ndarray, y: np.ndarray, metric: Metric,
                 valid_sets: list[np.ndarray]) -> list[float]:
-    return [metric.score(y[valid], prediction[valid]) for valid in valid_sets]
+    """The metric on each fold's rows of ``prediction``, a blend of out-of-fold predictions
+    (finite and well formed: scored without scikit-learn's input checks, ``Metric.lean_score``)."""
+    return [metric.lean_score(y[valid], prediction[valid]) for valid in valid_sets]
 
 
 def select_ensemble(predictions: list[np.ndarray], y: np.ndarray, metric: Metric, rounds: int,

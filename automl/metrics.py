@@ -13,6 +13,7 @@ from dataclasses import dataclass, replace
 from functools import partial
 
 import numpy as np
+from scipy.stats import rankdata
 from sklearn import metrics as skm
 
 from automl.errors import InputError
@@ -28,6 +29,11 @@ class Metric:
     needs_proba: bool
     tasks: tuple[str, ...]
     score_fn: Callable[[np.ndarray, np.ndarray], float]
+    lean_fn: Callable[[np.ndarray, np.ndarray], float] | None = None
+    """``score_fn`` without scikit-learn's input checks, for predictions known to be finite
+    and well formed: the ensemble selection scores thousands of blends, and with the checks
+    its 25 rounds over 12 candidates took 3.5 s on wine_white, 8.8 s on adult (it stopped
+    at its 1 s limit after a few rounds)."""
 
     @property
     def direction(self) -> str:
@@ -36,6 +42,12 @@ class Metric:
 
     def score(self, y_true: np.ndarray, prediction: np.ndarray) -> float:
         return float(self.score_fn(np.asarray(y_true), np.asarray(prediction)))
+
+    def lean_score(self, y_true: np.ndarray, prediction: np.ndarray) -> float:
+        """The score, computed as ``lean_fn`` does where the metric has one (see there)."""
+        if self.lean_fn is None:
+            return self.score(y_true, prediction)
+        return float(self.lean_fn(y_true, prediction))
 
     def is_better(self, a: float, b: float) -> bool:
         """Whether score ``a`` beats score ``b``."""
@@ -59,6 +71,26 @@ def _log_loss(y: np.ndarray, proba: np.ndarray) -> float:
     return skm.log_loss(y, proba, labels=np.arange(proba.shape[1]))
 
 
+def _lean_roc_auc(y: np.ndarray, proba: np.ndarray) -> float:
+    """Binary AUC from the ranks of the scores (ties share their mean rank), as the
+    Mann-Whitney statistic: what roc_auc_score computes; NaN on rows of one class."""
+    if proba.shape[1] != 2:
+        return _roc_auc(y, proba)
+    positive = y == 1
+    n_positive = int(positive.sum())
+    n_negative = len(y) - n_positive
+    if n_positive == 0 or n_negative == 0:
+        return float("nan")
+    ranks = rankdata(proba[:, 1])
+    return (ranks[positive].sum() - n_positive * (n_positive + 1) / 2) / (n_positive * n_negative)
+
+
+def _lean_log_loss(y: np.ndarray, proba: np.ndarray) -> float:
+    """Each row's true-class probability, clipped to [eps, 1 - eps] as log_loss clips it."""
+    eps = np.finfo(proba.dtype).eps
+    return float(-np.mean(np.log(np.clip(proba[np.arange(len(y)), y], eps, 1 - eps))))
+
+
 def _f1(y: np.ndarray, proba: np.ndarray, positive: int = 1) -> float:
     """Binary: f1 of the ``positive`` class (its code); otherwise the macro average."""
     if proba.shape[1] == 2:
@@ -74,18 +106,18 @@ def register(metric: Metric) -> Metric:
     return metric
 
 
-register(Metric("roc_auc", True, True, CLASSIFICATION, _roc_auc))
-register(Metric("log_loss", False, True, CLASSIFICATION, _log_loss))
+register(Metric("roc_auc", True, True, CLASSIFICATION, _roc_auc, _lean_roc_auc))
+register(Metric("log_loss", False, True, CLASSIFICATION, _log_loss, _lean_log_loss))
 register(Metric("accuracy", True, False, CLASSIFICATION,
-                lambda y, p: skm.accuracy_score(y, _labels(p))))
+                lambda y, p: skm.accuracy_score(y, _labels(p)), lambda y, p: float(np.mean(_labels(p) == y))))
 register(Metric("balanced_accuracy", True, False, CLASSIFICATION,
                 lambda y, p: skm.balanced_accuracy_score(y, _labels(p))))
 register(Metric("f1", True, False, CLASSIFICATION, _f1))
 register(Metric("f1_macro", True, False, CLASSIFICATION,
                 lambda y, p: skm.f1_score(y, _labels(p), average="macro")))
 register(Metric("rmse", False, False, REGRESSION,
-                lambda y, p: skm.root_mean_squared_error(y, p)))
-register(Metric("mae", False, False, REGRESSION, skm.mean_absolute_error))
+                lambda y, p: skm.root_mean_squared_error(y, p), lambda y, p: float(np.sqrt(np.mean((y - p) ** 2)))))
+register(Metric("mae", False, False, REGRESSION, skm.mean_absolute_error, lambda y, p: float(np.mean(np.abs(y - p)))))
 register(Metric("r2", True, False, REGRESSION, skm.r2_score))
 
 DEFAULT_METRIC = {"binary": "roc_auc", "multiclass": "log_loss", "regression": "rmse"}

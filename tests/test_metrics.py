@@ -212,3 +212,33 @@ def test_binary_f1_scores_the_positive_class_it_is_given():
         f1 = get_metric("f1", "binary", positive)
         assert f1.score(y, proba) == pytest.approx(skm.f1_score(y, labels, pos_label=positive))
     assert get_metric("f1", "binary", 0).score(y, proba) != get_metric("f1", "binary", 1).score(y, proba)
+
+
+@pytest.mark.parametrize("task", ["binary", "multiclass", "regression"])
+def test_lean_scores_equal_the_checked_ones(task):
+    """The ensemble selection's lean scores give what the checked scikit-learn ones give,
+    ties among the scores and probabilities of 0 and 1 included."""
+    rng = np.random.default_rng(0)
+    n, k = 500, 2 if task == "binary" else 4
+    if task == "regression":
+        y, prediction = rng.normal(size=n), rng.normal(size=n)
+    else:
+        y = rng.integers(0, k, size=n)
+        prediction = rng.dirichlet(np.ones(k), size=n).round(2)  # ties
+        prediction[:5] = np.eye(k)[(y[:5] + 1) % k]  # sure and wrong: log loss clips
+        prediction /= prediction.sum(axis=1, keepdims=True)
+    applicable = []
+    for name in metric_names():
+        try:
+            applicable.append(get_metric(name, task))
+        except InputError:  # not a metric of this task
+            pass
+    lean = [metric for metric in applicable if metric.lean_fn is not None]
+    assert {m.name for m in lean} == ({"rmse", "mae"} if task == "regression" else {"roc_auc", "log_loss", "accuracy"})
+    for metric in lean:
+        assert metric.lean_score(y, prediction) == pytest.approx(metric.score(y, prediction), rel=1e-12), metric.name
+
+
+def test_lean_roc_auc_is_nan_on_rows_of_one_class():
+    metric = get_metric("roc_auc", "binary")
+    assert np.isnan(metric.lean_score(np.zeros(4, dtype=int), np.full((4, 2), 0.5)))
