@@ -150,7 +150,7 @@ def assess_run(run: Run, inputs: Inputs, predictor: Predictor, members: list[Tri
         ensemble_holdout = score_or_nan(metric, y, member_mean) if member_mean is not None else float("nan")
         diagnostics = Diagnostics(y, prediction, "holdout")
         sensitive = inputs.holdout[spec.data.sensitive].reset_index(drop=True)
-        importance_on = (_importance_model(run, inputs, predictor, weights), holdout_X, y, "holdout")
+        importance_on = (_importance_model(inputs, predictor, weights), holdout_X, y, "holdout")
     else:
         covered = inputs.folds.covered
         holdout, ensemble_holdout = None, float("nan")
@@ -181,18 +181,18 @@ def _importance_rows_without_holdout(run: Run, inputs: Inputs, predictor: Predic
     """Rows no model saw: the first fold's validation rows, predicted by the members' first
     fold models when they were bagged; otherwise the training rows, and the source says so."""
     data = inputs.data
-    model = _importance_model(run, inputs, predictor, weights)
+    model = _importance_model(inputs, predictor, weights)
     if run.final_model == "bagged":
         _, valid_idx = inputs.folds.splits[0]
         return model, data.X.iloc[valid_idx], data.y[valid_idx], "CV fold 1 (rows its models never saw)"
     return model, data.X, data.y, "training rows (the model was fit on them: importance may be overstated)"
 
 
-def _importance_model(run: Run, inputs: Inputs, predictor: Predictor, weights: list[float]) -> FittedMembers:
-    """The model whose permutation importance is measured: a bagged model's first fold
-    models (k times cheaper to predict with than all k, and the same kind of model),
-    otherwise the final members."""
+def _importance_model(inputs: Inputs, predictor: Predictor, weights: list[float]) -> FittedMembers:
+    """The model whose permutation importance is measured: each bagged member's first fold
+    model (k times cheaper to predict with than all k, and the same kind of model), and
+    each refit member itself."""
     data = inputs.data
-    bagged = run.final_model == "bagged"
-    estimators = [m.estimator.models[0] if bagged else m.estimator for m in predictor.members]
+    estimators = [m.estimator.models[0] if isinstance(m.estimator, BaggedModel) else m.estimator
+                  for m in predictor.members]
     return FittedMembers(estimators, weights, data.task, data.target.n_classes)

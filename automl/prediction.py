@@ -11,16 +11,61 @@ import pickle
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 
 def predict_matrix(estimator, X, task: str, n_classes: int) -> np.ndarray:
     """Probabilities over every class (columns 0..k-1) or regression values."""
+    if _is_lightgbm(estimator) and isinstance(X, pd.DataFrame):
+        return _booster_matrix(estimator, lightgbm_input(X, estimator.booster_.pandas_categorical), task, n_classes)
     if task == "regression":
         return np.asarray(estimator.predict(X), dtype=float)
-    proba = estimator.predict_proba(X)
-    full = np.zeros((len(X), n_classes))
+    return _class_aligned(estimator, estimator.predict_proba(X), n_classes)
+
+
+def _class_aligned(estimator, proba: np.ndarray, n_classes: int) -> np.ndarray:
+    """``proba``'s columns placed at the classes ``estimator`` saw (a fold may miss one)."""
+    full = np.zeros((len(proba), n_classes))
     full[:, np.asarray(estimator.classes_, dtype=int)] = proba
     return full
+
+
+def _is_lightgbm(estimator) -> bool:
+    return type(estimator).__module__.startswith("lightgbm.")
+
+
+def lightgbm_input(X: pd.DataFrame, categories: list[list] | None) -> np.ndarray:
+    """``X`` as the float matrix a LightGBM booster reads: each categorical column as its
+    codes in the categories the model was trained with (``booster_.pandas_categorical``;
+    unseen and missing values NaN), the others as they are. LightGBM's scikit-learn wrapper
+    makes this conversion on every call: predicting one adult row, it took 3.5 ms of each
+    fold model's 3.6 ms. Here a bagged member's fold models share one."""
+    categorical = [name for name, dtype in zip(X.columns, X.dtypes, strict=True)
+                   if isinstance(dtype, pd.CategoricalDtype)]
+    if len(categorical) != len(categories or []):
+        raise ValueError(f"{len(categorical)} categorical columns; the model was trained on {len(categories or [])}")
+    matrix = np.empty(X.shape, dtype=np.float64)
+    wanted = dict(zip(categorical, categories or [], strict=True))
+    for position, name in enumerate(X.columns):
+        values = X[name]
+        if name in wanted:
+            if list(values.cat.categories) != list(wanted[name]):
+                values = values.cat.set_categories(wanted[name])
+            codes = values.cat.codes.to_numpy()
+            matrix[:, position] = np.where(codes >= 0, codes, np.nan)
+        else:
+            matrix[:, position] = values.to_numpy(dtype=np.float64)
+    return matrix
+
+
+def _booster_matrix(estimator, matrix: np.ndarray, task: str, n_classes: int) -> np.ndarray:
+    """What ``estimator.predict_proba`` (or ``predict``) gives, from its booster on the
+    converted ``matrix`` (see ``lightgbm_input``), on the estimator's threads."""
+    raw = estimator.booster_.predict(matrix, num_threads=estimator.n_jobs)
+    if task == "regression":
+        return np.asarray(raw, dtype=float)
+    proba = np.column_stack([1.0 - raw, raw]) if raw.ndim == 1 else raw
+    return _class_aligned(estimator, proba, n_classes)
 
 
 def weighted_mean(predictions: list[np.ndarray | None], weights: list[float]) -> np.ndarray | None:
@@ -82,9 +127,20 @@ class BaggedModel:
         self.__dict__.update({**state, "_packed": None})
 
     def predict_proba(self, X) -> np.ndarray:
-        return np.mean([predict_matrix(m, X, self.task, len(self.classes_)) for m in self.models], axis=0)
+        return self._mean_prediction(X)
 
     def predict(self, X) -> np.ndarray:
         if self.task == "regression":
-            return np.mean([np.asarray(m.predict(X), dtype=float) for m in self.models], axis=0)
+            return self._mean_prediction(X)
         return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
+
+    def _mean_prediction(self, X) -> np.ndarray:
+        """The fold models' mean matrix. LightGBM fold models trained on the same categories
+        (always so: the schema fixes them) share one conversion of ``X``."""
+        n_classes = len(self.classes_)
+        first = self.models[0]
+        if (isinstance(X, pd.DataFrame) and all(_is_lightgbm(m) for m in self.models)
+                and all(m.booster_.pandas_categorical == first.booster_.pandas_categorical for m in self.models)):
+            matrix = lightgbm_input(X, first.booster_.pandas_categorical)
+            return np.mean([_booster_matrix(m, matrix, self.task, n_classes) for m in self.models], axis=0)
+        return np.mean([predict_matrix(m, X, self.task, n_classes) for m in self.models], axis=0)
