@@ -41,6 +41,7 @@ from automl.final_model import (
     calibrate_members,
     ensemble_candidates,
     final_members,
+    import_in_background,
     import_model_modules,
     select_members,
 )
@@ -65,6 +66,7 @@ from automl.planner import (
     memory_budget,
 )
 from automl.progress import Progress
+from automl.report import PLOTTING_MODULE
 from automl.search import Search
 from automl.spec import Spec
 from automl.trial import COMPLETE, TrialOutcome, Workload
@@ -126,6 +128,7 @@ class Run(RunClock):
         search.study.set_user_attr(FINGERPRINT_ATTR, workload_fingerprint)
         self.outcomes = list(search.recovered)
         import_model_modules(ensemble_candidates(self, metric))
+        import_in_background({PLOTTING_MODULE})
 
         def record(outcome: TrialOutcome) -> None:
             search.study.set_user_attr(ELAPSED_ATTR, self.spent_before_s + self.elapsed())

@@ -45,12 +45,17 @@ ENSEMBLE_CANDIDATES = 10
 
 def import_model_modules(candidates: list[TrialOutcome]) -> list[threading.Thread]:
     """Start importing what loading the candidates' models needs (torch for the MLP) in the
-    background, while the search runs: the end phase's reserve does not count seconds of
-    imports, and the search loop goes on meanwhile. Loading a model before the import ends
-    waits for it (Python's per-module import lock). Returns the threads started."""
-    needed = {m for outcome in candidates for m in get_family(outcome.family).model_modules} - set(sys.modules)
+    background, while the search runs (see ``import_in_background``)."""
+    return import_in_background({m for outcome in candidates for m in get_family(outcome.family).model_modules})
+
+
+def import_in_background(modules: set[str]) -> list[threading.Thread]:
+    """Start importing ``modules`` (those not imported yet) in background threads, while the
+    search runs: the end phase's reserve does not count seconds of imports, and the search
+    loop goes on meanwhile. Using a module before its import ends waits for it (Python's
+    per-module import lock). Returns the threads started."""
     threads = [threading.Thread(target=importlib.import_module, args=(module,), name=f"import {module}", daemon=True)
-               for module in sorted(needed)]
+               for module in sorted(modules - set(sys.modules))]
     for thread in threads:
         thread.start()
     return threads

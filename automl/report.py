@@ -11,12 +11,11 @@ import base64
 import html
 import io
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 import yaml
-from matplotlib.figure import Figure  # no pyplot: no GUI backend, no global state
 from sklearn.metrics import confusion_matrix, roc_curve
 
 from automl import atomic
@@ -25,6 +24,13 @@ from automl.metrics import Metric
 from automl.profile import profile_html
 from automl.trial import COMPLETE, TrialOutcome
 
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+PLOTTING_MODULE = "matplotlib.figure"
+"""Imported where a figure is made (no pyplot: no GUI backend, no global state); a fit imports
+it in the background while its search runs, so its 0.6 s leave the data loading's path."""
+
 STYLE = ("body{font-family:sans-serif;margin:2em;max-width:75em} table{border-collapse:collapse;margin:.5em 0} "
          "td,th{border:1px solid #ccc;padding:3px 8px;text-align:left;font-size:13px} "
          "pre{background:#f6f6f6;padding:1em;font-size:12px} nav a{margin-right:1em}")
@@ -32,6 +38,12 @@ SECTIONS = {"summary": "Summary", "spec": "Spec", "profile": "Data profile", "le
             "history": "Optimisation history", "importance": "Feature importance", "diagnostics": "Diagnostics",
             "fairness": "Fairness", "versions": "Versions"}
 MAX_IMPORTANCE_BARS = 20
+
+
+def _figure(size: tuple[float, float]) -> Figure:
+    from matplotlib.figure import Figure  # see PLOTTING_MODULE
+
+    return Figure(figsize=size)
 
 
 def _png(fig: Figure, alt: str) -> str:
@@ -49,7 +61,7 @@ def _table(facts: dict[str, Any]) -> str:
 
 def _history(outcomes: list[TrialOutcome], metric: Metric) -> str:
     done = sorted((o for o in outcomes if o.status == COMPLETE), key=lambda o: o.ended_at)
-    fig = Figure(figsize=(7, 3.5))
+    fig = _figure((7, 3.5))
     ax = fig.subplots()
     if done:
         start = min(o.started_at for o in done)
@@ -70,7 +82,7 @@ def _importance(importance: Importance, metric: Metric) -> str:
     if not importance.rows:
         return caption
     shown = importance.rows[:MAX_IMPORTANCE_BARS][::-1]
-    fig = Figure(figsize=(7, 0.3 * len(shown) + 1))
+    fig = _figure((7, 0.3 * len(shown) + 1))
     ax = fig.subplots()
     ax.barh([r["feature"] for r in shown], [r["importance"] for r in shown], xerr=[r["std"] for r in shown],
             color="C0")
@@ -82,7 +94,7 @@ def _diagnostics(diagnostics: Diagnostics, task: str, classes: list) -> str:
     caption = f"<p>On {html.escape(diagnostics.source)}.</p>"
     y, prediction = diagnostics.y, diagnostics.prediction
     if task == "regression":
-        fig = Figure(figsize=(10, 4))
+        fig = _figure((10, 4))
         left, right = fig.subplots(1, 2)
         left.scatter(y, prediction, s=6, alpha=0.4)
         low, high = float(np.min(y)), float(np.max(y))
@@ -97,7 +109,7 @@ def _diagnostics(diagnostics: Diagnostics, task: str, classes: list) -> str:
     parts = [caption]
     if task == "binary":
         fpr, tpr, _ = roc_curve(y, prediction[:, 1])
-        fig = Figure(figsize=(4.5, 4.5))
+        fig = _figure((4.5, 4.5))
         ax = fig.subplots()
         ax.plot(fpr, tpr)
         ax.plot([0, 1], [0, 1], color="grey", linestyle="--")
@@ -105,7 +117,7 @@ def _diagnostics(diagnostics: Diagnostics, task: str, classes: list) -> str:
         ax.set_ylabel(f"true positive rate (class {classes[1]})")
         parts.append(_png(fig, "ROC curve"))
     matrix = confusion_matrix(y, np.argmax(prediction, axis=1), labels=np.arange(len(classes)))
-    fig = Figure(figsize=(4.5, 4.5))
+    fig = _figure((4.5, 4.5))
     ax = fig.subplots()
     ax.imshow(matrix, cmap="Blues")
     for (i, j), count in np.ndenumerate(matrix):

@@ -8,6 +8,8 @@ import json
 import re
 import shutil
 import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -164,3 +166,13 @@ def test_init_writes_a_commented_spec_that_loads(train, tmp_path):
     spec = load_spec(tmp_path / "spec.yaml")
     assert (spec.data.target, spec.task, spec.metric) == ("target", "binary", "roc_auc")
     assert spec.data.train == str(tmp_path / "data.csv")
+
+
+def test_the_plotting_library_is_left_out_of_the_engines_imports():
+    """A fit imports matplotlib in the background once its search runs (0.6 s off the data
+    loading's path); the engine itself must not pull it in."""
+    script = "import sys, automl.engine; print('matplotlib' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          cwd=Path(__file__).resolve().parents[1])
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "False"
