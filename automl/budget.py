@@ -62,7 +62,7 @@ SELECT_SHARE, SELECT_MAX_S = 0.05, 1.0
 
 WRITE_MARGIN_S = 1.0
 """Kept back at the very end for writing the model, leaderboard, run.json and report
-(0.35-0.7 s measured, plots included; the plotting library is imported with the engine)."""
+(0.35-0.7 s measured, plots included; the plotting library is imported in the background during the search)."""
 
 
 ASSEMBLY_MARGIN_S = 0.5
