@@ -2,14 +2,18 @@
 
 Under 5 minutes on a one-GPU machine. Prints:
 - the MLP's default configuration fitted on adult and diamonds, on the GPU and on the
-  CPUs only (all cores): fit seconds, test score, the batch it chose;
+  CPUs only (all cores): fit seconds, test score, the batch it chose. CUDA's context is
+  started before the clock (a process pays it once: about a second);
+- with ``--batches``, adult's GPU fit at each of those batch sizes;
 - ``automl fit`` of adult at 90 s with ``hardware.gpus: 1`` and the MLP with LightGBM:
   MLP trials completed, and those stopped at their time limit, whether an MLP is in the
-  final model, and the GPU's busy share during the fit (nvidia-smi, sampled twice a second).
+  final model, and the GPU's busy share during the fit (nvidia-smi, sampled twice a second);
+  then ``automl evaluate`` of that GPU-trained model in a process that sees no GPU.
 
 Without a GPU it says so and exits 0.
 
-    python benchmarks/gpu.py [--datasets ../shared/datasets] [--budget-s 90]
+    python benchmarks/gpu.py [--datasets ../shared/datasets] [--budget-s 90] [--batches 1024 4096]
+                             [--keep DIR]
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -35,8 +40,16 @@ def gpu_present() -> bool:
     return torch.cuda.is_available()
 
 
-def fit_mlp(datasets: Path, entry: dict, device: str) -> dict:
-    """The MLP's default on one dataset and device: fit seconds, test score and batch."""
+def start_cuda() -> None:
+    """CUDA's context and cuBLAS, started once, so that no timed fit pays for them."""
+    import torch
+
+    torch.ones(8, 8, device="cuda").matmul(torch.ones(8, 8, device="cuda")).sum().item()
+
+
+def fit_mlp(datasets: Path, entry: dict, device: str, batch_size: int = 0) -> dict:
+    """The MLP's default on one dataset and device: fit seconds, test score and batch
+    (``batch_size`` 0: the one the MLP chooses)."""
     from mlp import fit_and_score, prepared  # benchmarks/mlp.py
 
     from automl.models import get_family
@@ -44,7 +57,7 @@ def fit_mlp(datasets: Path, entry: dict, device: str) -> dict:
     data, X_test, y_test, metric = prepared(datasets, entry)
     family = get_family("mlp")
     model = family.build(family.default_params(data.task), data.task, os.cpu_count() or 1, 0)
-    model.set_params(device=device)
+    model.set_params(device=device, batch_size=batch_size)
     fit_s, score = fit_and_score(model, data, X_test, y_test, metric)
     return {"dataset": entry["name"], "device": device, "fit_s": fit_s, "score": score,
             "metric": entry["metric"], "batch": model.batch_size_}
@@ -72,8 +85,9 @@ class GpuSampler(threading.Thread):
         self.join()
 
 
-def gpu_fit(datasets: Path, entry: dict, budget_s: float) -> dict:
-    """``automl fit`` of one dataset with a GPU: the MLP's trials and the GPU's busy share."""
+def gpu_fit(datasets: Path, entry: dict, budget_s: float, keep: Path | None = None) -> dict:
+    """``automl fit`` of one dataset with a GPU: the MLP's trials and the GPU's busy share,
+    and whether the model evaluates where no GPU is visible (``keep``: a folder for run.json)."""
     from automl import AutoML
 
     with tempfile.TemporaryDirectory() as folder:
@@ -94,8 +108,12 @@ def gpu_fit(datasets: Path, entry: dict, budget_s: float) -> dict:
         if done.returncode != 0:
             return {"dataset": entry["name"], "error": done.stderr.strip().splitlines()[-1:]}
         summary = json.loads((run / "run.json").read_text())
+        if keep is not None:
+            shutil.copy(run / "run.json", keep / "gpu_fit_run.json")
         mlp = [t for t in summary["trial_log"] if t["family"] == "mlp"]
         members = [m.family for m in AutoML.load(run).predictor_.members]
+        on_cpu = subprocess.run([sys.executable, "-m", "automl", "evaluate", str(run), str(datasets / entry["test"])],
+                                capture_output=True, text=True, env={**os.environ, "CUDA_VISIBLE_DEVICES": ""})
     busy = sampler.samples
     return {"dataset": entry["name"], "budget_s": budget_s, "wall_s": round(wall_s, 1),
             "mlp_trials": len(mlp), "mlp_complete": sum(t["status"] == "complete" for t in mlp),
@@ -103,22 +121,29 @@ def gpu_fit(datasets: Path, entry: dict, budget_s: float) -> dict:
             "gpus_per_trial": summary["plan"].get("gpus_per_trial"),
             "mlp_in_final_model": "mlp" in members, "members": members,
             "gpu_busy_mean_pct": round(sum(busy) / len(busy), 1) if busy else None,
-            "gpu_busy_share": round(sum(s > 0 for s in busy) / len(busy), 2) if busy else None}
+            "gpu_busy_share": round(sum(s > 0 for s in busy) / len(busy), 2) if busy else None,
+            "cpu_only_evaluate": (json.loads(on_cpu.stdout)["score"] if on_cpu.returncode == 0
+                                  else on_cpu.stderr.strip().splitlines()[-1:])}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--datasets", type=Path, default=ROOT.parent / "shared" / "datasets")
     parser.add_argument("--budget-s", type=float, default=90)
+    parser.add_argument("--batches", type=int, nargs="*", default=[], help="adult's GPU fit at these batch sizes too")
+    parser.add_argument("--keep", type=Path, help="a folder to keep the GPU fit's run.json in")
     args = parser.parse_args()
     if not gpu_present():
         print("no GPU visible to torch (torch.cuda.is_available() is False): nothing to measure")
         return
+    start_cuda()
     manifest = {e["name"]: e for e in json.loads((args.datasets / "manifest.json").read_text())}
     for name in ("adult", "diamonds"):
         for device in ("cuda", "cpu"):
             print(json.dumps(fit_mlp(args.datasets, manifest[name], device)), flush=True)
-    print(json.dumps(gpu_fit(args.datasets, manifest["adult"], args.budget_s)), flush=True)
+    for batch in args.batches:
+        print(json.dumps(fit_mlp(args.datasets, manifest["adult"], "cuda", batch)), flush=True)
+    print(json.dumps(gpu_fit(args.datasets, manifest["adult"], args.budget_s, args.keep)), flush=True)
 
 
 if __name__ == "__main__":
