@@ -148,7 +148,7 @@ class Run(RunClock):
             search.memory = self.memory = memory_budget(self.spec, workload, executor.slots)
             self.timings["executor_start_s"] = self.elapsed() - self.timings["load_s"]
             self.plan.use_gpus(self.spec, executor.gpus, len(data.y), data.X.shape[1])
-            search.gpus_per_trial = self.plan.gpus_per_trial
+            search.use_gpus(self.plan.gpus_per_trial, executor.gpus)
             search.clock = self.plan.clock
             search.pruning = len(folds) > 1
             payload = executor.put(workload)

@@ -399,16 +399,18 @@ def plan(spec: Spec, task: str, n_rows: int, n_features: int) -> Plan:
     if not chosen:
         raise InputError(f"models: no model family left to try for a {task} task")
     cpus = run_cpus(spec)
-    validation = choose_validation(spec, chosen[0], n_rows, n_features, cpus)
+    gpus = run_gpus(spec.hardware)
+    gpus_per_trial, gpus_reason = choose_gpus_per_trial(spec, gpus, n_rows, n_features)
+    on_gpu = gpu_families(chosen, gpus_per_trial)
+    # The CPUs' validation and threads are sized on the first family that runs on them.
+    reference = next((family for family in chosen if family.name not in on_gpu), chosen[0])
+    validation = choose_validation(spec, reference, n_rows, n_features, cpus)
     train_rows = int(n_rows * (1 - validation.split_size) if validation.split_size
                      else n_rows * (validation.folds - 1) / validation.folds)
     cpus_per_trial, cpus_reason = choose_cpus_per_trial(
-        spec, validation.folds * chosen[0].fold_fit_s(train_rows, n_features), cpus)
+        spec, validation.folds * reference.fold_fit_s(train_rows, n_features), cpus)
     clock = TrialClock(FIRST_RESULT_SHARE * spec.budget.time_s, train_rows, n_features, validation.folds,
-                       cpus_per_trial)
-    gpus = run_gpus(spec.hardware)
-    gpus_per_trial, gpus_reason = choose_gpus_per_trial(spec, gpus, n_rows, n_features)
-    clock.gpu_families = gpu_families(chosen, gpus_per_trial)
+                       cpus_per_trial, on_gpu)
     for family in [] if spec.models.include else list(chosen):  # what the spec names is always tried
         at_once = gpus / gpus_per_trial if family.name in clock.gpu_families else cpus
         reason = _cannot_pay_for(family, spec, clock, limit, at_once)

@@ -39,6 +39,9 @@ TRIAL_LOG_ATTR = "trial_log"
 """The study's user attribute holding where and how a trial ran."""
 MAX_SKIPS_IN_A_ROW = 20
 """Stop asking for trials after this many in a row were skipped as too large for the memory budget."""
+GPU_TRIAL_CPUS = 1
+"""The CPUs a trial on a GPU takes: one, for Python's part of each training step. The other
+CPUs go on running the CPU families' trials (see ``Search.use_gpus``)."""
 
 
 def make_sampler(seed: int) -> optuna.samplers.BaseSampler:
@@ -68,13 +71,32 @@ class FirstOfFamilyPruner(optuna.pruners.BasePruner):
 
     def __init__(self, pruner: optuna.pruners.BasePruner):
         self._pruner = pruner
+        self.apart: frozenset[str] = frozenset()
+        """Families judged against their own trials only: those with slots of their own (on a
+        GPU), where a trial behind another family's takes no time from it. Judged against
+        LightGBM's on adult, every MLP trial after the first was pruned, and the GPU sat idle."""
 
     def prune(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> bool:
         family = trial.params.get(FAMILY_PARAM)
         completed = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
         if not any(done.params.get(FAMILY_PARAM) == family for done in completed):
             return False
-        return self._pruner.prune(study, trial)
+        return self._pruner.prune(_FamilyTrials(study, family) if family in self.apart else study, trial)
+
+
+class _FamilyTrials:
+    """A study seen through one family's trials: what a pruner reads of it (its trials and direction)."""
+
+    def __init__(self, study: optuna.Study, family: str):
+        self._study, self._family = study, family
+
+    @property
+    def direction(self) -> optuna.study.StudyDirection:
+        return self._study.direction
+
+    def get_trials(self, deepcopy: bool = True, states: tuple[TrialState, ...] | None = None) -> list:
+        return [trial for trial in self._study.get_trials(deepcopy=deepcopy, states=states)
+                if trial.params.get(FAMILY_PARAM) == self._family]
 
 
 def _fast_sqlite(connection, _record) -> None:
@@ -130,7 +152,7 @@ class Search:
     executor, and it answers with the pruner's verdict."""
 
     def __init__(self, families: list[ModelFamily], task: str, metric: Metric, storage: str,
-                 study_name: str, seed: int, cpus_per_trial: int = 1, gpus_per_trial: float = 0,
+                 study_name: str, seed: int, cpus_per_trial: int = 1,
                  max_trials: int | None = None, trial_time_limit_s: float = float("inf"),
                  portfolios: dict[str, list[dict[str, Any]]] | None = None,
                  shares: FamilyShares | None = None, max_model_bytes: int = 0,
@@ -140,7 +162,10 @@ class Search:
         self.metric = metric
         self.seed = seed
         self.cpus_per_trial = cpus_per_trial
-        self.gpus_per_trial = gpus_per_trial
+        self.gpus_per_trial = 0.0
+        """The share of a GPU each trial of a family that can use one takes (see ``use_gpus``)."""
+        self.gpu_slots = 0
+        """Trials at once on the GPUs."""
         self.max_trials = max_trials
         self.trial_time_limit_s = trial_time_limit_s
         self.study = optuna.create_study(study_name=study_name, storage=open_storage(storage),
@@ -219,10 +244,40 @@ class Search:
         space = self.families[name].search_space(self.task)
         return name, {key: _suggest(trial, f"{name}.{key}", dist) for key, dist in space.items()}
 
+    def use_gpus(self, gpus_per_trial: float, gpus: float) -> None:
+        """Run the families that can use a GPU on ``gpus`` GPUs, ``gpus_per_trial`` of one per
+        trial: they get slots of their own there (as many trials as the shares allow) and are
+        pruned against their own trials; the CPUs' slots, less the GPU trials' CPUs, go on
+        running the other families."""
+        self.gpus_per_trial = gpus_per_trial if gpus else 0.0
+        self.gpu_slots = int(gpus / gpus_per_trial + 1e-9) if self.gpus_per_trial else 0
+        self.study.pruner.apart = frozenset(name for name in self.families if self._on_gpu(name))
+
+    def _on_gpu(self, family: str) -> bool:
+        return bool(self.gpus_per_trial) and self.families[family].uses_gpu
+
     def resources(self, family: str) -> dict[str, float]:
-        """What a trial of ``family`` asks for: a GPU only if the family can use one."""
-        gpus = self.gpus_per_trial if self.families[family].uses_gpu else 0
-        return {"num_cpus": self.cpus_per_trial, "num_gpus": gpus}
+        """What a trial of ``family`` asks for: a share of a GPU and GPU_TRIAL_CPUS where the
+        run has GPUs and the family can use one, else ``cpus_per_trial``."""
+        if self._on_gpu(family):
+            return {"num_cpus": GPU_TRIAL_CPUS, "num_gpus": self.gpus_per_trial}
+        return {"num_cpus": self.cpus_per_trial, "num_gpus": 0}
+
+    def _open_families(self, pending: dict[Any, _Running], slots: int) -> list[str]:
+        """The families a trial may be asked for now, of the ``slots`` the executor runs at
+        once: any while one is free; with GPUs, those on a GPU while a GPU slot is free, the
+        others while a CPU slot is. GPU trials' CPUs come out of the CPU slots, which keep
+        one at least: on 2 CPUs, one GPU trial and one CPU trial run at once."""
+        on_gpu = [name for name in self.families if self._on_gpu(name) and name not in self.dropped]
+        if not on_gpu:
+            return list(self.families) if len(pending) < slots else []
+        cpus = slots * self.cpus_per_trial
+        gpu_slots = min(self.gpu_slots, max(1, (cpus - self.cpus_per_trial) // GPU_TRIAL_CPUS))
+        cpu_slots = max(1, (cpus - gpu_slots * GPU_TRIAL_CPUS) // self.cpus_per_trial)
+        gpu_busy = sum(self._on_gpu(running.spec.family) for running in pending.values())
+        on_cpu = [name for name in self.families if not self._on_gpu(name) and name not in self.dropped]
+        return ((on_gpu if gpu_busy < gpu_slots else [])
+                + (on_cpu if len(pending) - gpu_busy < cpu_slots else []))
 
     def _note_asked(self, family: str) -> None:
         self.trials_per_family[family] = self.trials_per_family.get(family, 0) + 1
@@ -233,25 +288,28 @@ class Search:
         if score is not None and np.isfinite(score) and (best is None or self.metric.is_better(score, best)):
             self.best_scores[family] = score
 
-    def _ask(self) -> optuna.Trial:
+    def _ask(self, open_families: list[str]) -> optuna.Trial:
         """Every family's first configuration, in plan order; after those, a trial of the
         family furthest below its budget share: its next portfolio configuration, or
-        TPE's proposal. Without shares, TPE also picks the family."""
+        TPE's proposal. Without shares, TPE also picks the family. Only ``open_families``
+        (those with a free slot) are asked for."""
+        first = [name for name in self._first_round if name in open_families]
         if self._queued:
             self._queued -= 1
-        elif self._first_round:
-            name = self._first_round.pop(0)
-            self._enqueue([(name, self.untried[name].pop(0))])
+        elif first:
+            self._first_round.remove(first[0])
+            self._enqueue([(first[0], self.untried[first[0]].pop(0))])
         elif self.shares is not None:
-            name = self.shares.next_family(self.best_scores, self.trials_per_family, excluded=self.dropped)
+            closed = self.dropped | (set(self.families) - set(open_families))
+            name = self.shares.next_family(self.best_scores, self.trials_per_family, excluded=closed)
             config = self.untried[name].pop(0) if self.untried[name] else {}
             self._enqueue([(name, config)])
         return self.study.ask()
 
-    def _prepare(self, executor: Executor, deadline: float) -> _Running:
+    def _prepare(self, executor: Executor, deadline: float, open_families: list[str]) -> _Running:
         """Ask for a trial: its family, configuration, time limit and the rows that fit
         its memory and its time."""
-        trial = self._ask()
+        trial = self._ask(open_families)
         family, params = self._propose(trial)
         self._note_asked(family)
         now = time.monotonic()
@@ -261,9 +319,10 @@ class Search:
             limit_s = max(0.0, min(CONFIRM_LIMIT_FACTOR * self.trial_time_limit_s, deadline - now))
         rows, reason = self._rows(family, params, limit_s)
         growing_s = self._allowed_s(limit_s) if self.clock is not None else limit_s  # learners stop growing by then
-        spec = TrialSpec(trial.number, family, params, self.metric.name, self.seed, self.cpus_per_trial,
+        resources = self.resources(family)
+        spec = TrialSpec(trial.number, family, params, self.metric.name, self.seed, int(resources["num_cpus"]),
                          executor.report_link(trial.number) if self.pruning else None, self.max_model_bytes, rows,
-                         reason, growing_s, self.resources(family)["num_gpus"])
+                         reason, growing_s, resources["num_gpus"])
         return _Running(trial, spec, now, limit_s, first_round=not self.best_scores)
 
     def _rows(self, family: str, params: dict[str, Any], limit_s: float) -> tuple[int | None, str]:
@@ -346,10 +405,11 @@ class Search:
         skips_in_a_row = 0  # trials skipped as too large for the memory budget, one after another
         try:
             while time.monotonic() < deadline():
-                while (len(pending) < executor.slots and (self.max_trials is None or asked < self.max_trials)
+                while ((open_families := self._open_families(pending, executor.slots))
+                       and (self.max_trials is None or asked < self.max_trials)
                        and skips_in_a_row < MAX_SKIPS_IN_A_ROW and not self._first_model_on_a_sample(pending)
                        and deadline() - time.monotonic() >= self._fastest_trial_s(outcomes)):
-                    running = self._prepare(executor, deadline())
+                    running = self._prepare(executor, deadline(), open_families)
                     asked += 1
                     if running.spec.max_train_rows == 0:
                         skips_in_a_row += 1

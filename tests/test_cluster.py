@@ -225,10 +225,12 @@ class _GpuFamily(ModelFamily):
 def test_only_families_that_can_use_a_gpu_ask_for_one(tmp_path):
     search = Search([get_family("lightgbm"), get_family("random_forest"), _GpuFamily()], "binary",
                     get_metric("roc_auc", "binary"), f"sqlite:///{tmp_path / 's.db'}", "s", seed=0,
-                    cpus_per_trial=2, gpus_per_trial=1)
+                    cpus_per_trial=2)
+    assert search.resources("gpu_family") == {"num_cpus": 2, "num_gpus": 0}  # no GPU in the run
+    search.use_gpus(1, gpus=1)
     assert search.resources("lightgbm") == {"num_cpus": 2, "num_gpus": 0}
     assert search.resources("random_forest") == {"num_cpus": 2, "num_gpus": 0}
-    assert search.resources("gpu_family") == {"num_cpus": 2, "num_gpus": 1}
+    assert search.resources("gpu_family") == {"num_cpus": 1, "num_gpus": 1}  # one CPU drives its GPU
 
 
 @pytest.mark.parametrize("offered, cap, per_trial, expected", [

@@ -82,6 +82,18 @@ def test_only_a_trial_given_a_gpu_trains_on_one():
     mlp = get_family("mlp")
     estimator = mlp.build(mlp.default_params("binary"), "binary", 1, 0)
     mlp.place(estimator, 0.25)
-    assert estimator.device == "cuda"
+    assert estimator.device == "auto"  # the GPU Ray shows the trial (the CPUs, should it show none)
     mlp.place(estimator, 0)
     assert estimator.device == "cpu"  # a CPU trial on a GPU machine never takes the GPU unasked
+
+
+def test_the_cpus_are_planned_on_the_first_family_that_runs_on_them(monkeypatch):
+    monkeypatch.setattr(planner, "gpu_memory_bytes", lambda: 80 * GIB)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")
+    spec = build_spec({"data": {"train": "x.csv", "target": "y"}, "budget": {"time_s": 90},
+                       "models": {"include": ["mlp", "lightgbm"]}, "hardware": {"cpus": 16}})
+    with_gpu = plan(spec, "binary", 32_000, 14)
+    assert "a lightgbm trial takes" in with_gpu.validation.reason  # the MLP is on the GPU
+    assert with_gpu.cpus_per_trial == 1  # LightGBM's trials are short: one CPU each, 16 at once
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    assert "a mlp trial takes" in plan(spec, "binary", 32_000, 14).validation.reason

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 import pytest
 import torch
@@ -9,8 +11,8 @@ from sklearn import datasets, metrics
 
 from automl.artifact import Member, Predictor, load_predictor
 from automl.data import prepare_training
-from automl.models import get_family
-from automl.models._tabular_mlp import batch_rows, pick_device
+from automl.models import _tabular_mlp, get_family
+from automl.models._tabular_mlp import GRAPH_WARMUP_STEPS, _GraphedStep, batch_rows, pick_device
 from automl.planner import plan
 from automl.spec import build_spec
 
@@ -94,6 +96,82 @@ def test_the_batch_grows_with_the_rows_and_more_on_a_gpu():
     assert batch_rows(20, "cpu") == 20  # never more than the rows
 
 
+class _FakeCuda:
+    """Stands in for torch.cuda's streams and graphs on a CPU: a captured step is recorded,
+    not run (as CUDA's capture records kernels), and a replay runs what was captured."""
+
+    def __init__(self, monkeypatch, capture_fails=False):
+        self.capturing, self.capture_fails, self.graphs = False, capture_fails, 0
+        cuda = self
+
+        class Graph:
+            def __init__(self):
+                cuda.graphs += 1
+                self.captured = None
+
+            def replay(self):
+                self.captured()
+
+        @contextlib.contextmanager
+        def graph(g):
+            cuda.capturing = True
+            try:
+                yield
+                if cuda.capture_fails:
+                    raise RuntimeError("operation not permitted when stream is capturing")
+            finally:
+                cuda.capturing = False
+            g.captured = cuda.last_step
+
+        stream = type("Stream", (), {"wait_stream": lambda self, other: None})
+        monkeypatch.setattr(torch.cuda, "Stream", stream)
+        monkeypatch.setattr(torch.cuda, "current_stream", lambda: stream())
+        monkeypatch.setattr(torch.cuda, "stream", lambda s: contextlib.nullcontext())
+        monkeypatch.setattr(torch.cuda, "CUDAGraph", Graph)
+        monkeypatch.setattr(torch.cuda, "graph", graph)
+        monkeypatch.setattr(torch.cuda, "synchronize", lambda: None)
+
+
+def _recording_step(cuda, ran):
+    def step(rows):
+        if cuda.capturing:  # recorded, run only on replay, reading the rows then in the captured tensor
+            cuda.last_step = lambda: ran.append(("replay", rows.tolist()))
+        else:
+            ran.append(("eager", rows.tolist()))
+    return step
+
+
+def test_a_gpu_step_runs_eagerly_a_few_times_then_is_captured_once_and_replayed(monkeypatch):
+    cuda, ran = _FakeCuda(monkeypatch), []
+    step = _GraphedStep(_recording_step(cuda, ran), batch=2, device=torch.device("cpu"))
+    batches = [torch.tensor([2 * i, 2 * i + 1]) for i in range(GRAPH_WARMUP_STEPS + 3)]
+    for rows in batches:
+        step(rows)
+    assert ran == ([("eager", b.tolist()) for b in batches[:GRAPH_WARMUP_STEPS]]
+                   + [("replay", b.tolist()) for b in batches[GRAPH_WARMUP_STEPS:]])  # each step once, on its rows
+    assert cuda.graphs == 1
+
+
+def test_a_gpu_step_that_cannot_be_captured_stays_eager(monkeypatch):
+    cuda, ran = _FakeCuda(monkeypatch, capture_fails=True), []
+    step = _GraphedStep(_recording_step(cuda, ran), batch=2, device=torch.device("cpu"))
+    batches = [torch.tensor([2 * i, 2 * i + 1]) for i in range(GRAPH_WARMUP_STEPS + 3)]
+    for rows in batches:
+        step(rows)
+    assert ran == [("eager", b.tolist()) for b in batches] and cuda.graphs == 1  # tried once, then eager
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
+def test_on_a_gpu_graphed_steps_learn_as_eager_ones_do(monkeypatch):
+    data, train, test = _split(datasets.load_breast_cancer(as_frame=True).frame)
+    scores = {}
+    for graphs in (True, False):
+        monkeypatch.setattr(_tabular_mlp, "CUDA_GRAPHS", graphs)
+        model = _fit(data, train, device="cuda")
+        scores[graphs] = metrics.roc_auc_score(data.y[test], model.predict_proba(data.X.iloc[test])[:, 1])
+    assert scores[True] > 0.97 and abs(scores[True] - scores[False]) < 0.01, scores
+
+
 def test_the_device_is_the_gpu_where_one_is_visible(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     assert pick_device("auto").type == "cuda" and pick_device("cpu").type == "cpu"
@@ -120,7 +198,7 @@ def test_diverging_training_fails_loudly():
 
 def _spec(time_s, include=None):
     return build_spec({"data": {"train": "x.csv", "target": "y"}, "budget": {"time_s": time_s},
-                       "models": {"include": include}, "hardware": {"cpus": 2}})
+                       "models": {"include": include}, "hardware": {"cpus": 2, "gpus": 0}})  # as on CI
 
 
 def test_planner_gives_the_mlp_budget_only_where_a_trial_can_finish():

@@ -221,6 +221,71 @@ def test_a_familys_trials_are_judged_for_pruning_only_once_the_family_has_comple
     assert pruned_after_fold_one("knn", 0.80)
 
 
+def test_a_family_on_a_gpu_is_judged_for_pruning_against_its_own_trials_only():
+    """Its trials take GPU slots no other family could use: pruned against LightGBM's
+    better scores, every one after the first would stop, and the GPU sit idle."""
+    study = optuna.create_study(direction="maximize", pruner=make_pruner())
+    study.pruner.apart = frozenset({"mlp"})
+    family = CategoricalDistribution(["lightgbm", "mlp"])
+
+    def add_completed(name, score):
+        study.add_trial(optuna.trial.create_trial(params={FAMILY_PARAM: name}, distributions={FAMILY_PARAM: family},
+                                                  value=score, intermediate_values={0: score}))
+
+    def pruned_after_fold_one(name, score):
+        study.enqueue_trial({FAMILY_PARAM: name})
+        trial = study.ask()
+        trial.suggest_categorical(FAMILY_PARAM, family.choices)
+        trial.report(score, 0)
+        pruned = trial.should_prune()
+        study.tell(trial, state=TrialState.PRUNED)
+        return pruned
+
+    for score in (0.92, 0.93, 0.94, 0.95):
+        add_completed("lightgbm", score)
+    add_completed("mlp", 0.90)
+    assert pruned_after_fold_one("lightgbm", 0.91)
+    assert not pruned_after_fold_one("mlp", 0.905)  # behind LightGBM, but only one MLP trial to judge by
+    for score in (0.90, 0.91):
+        add_completed("mlp", score)
+    assert not pruned_after_fold_one("mlp", 0.905)  # among the MLP's own: not in their bottom quarter
+    assert pruned_after_fold_one("mlp", 0.85)
+
+
+class _SlotExecutor(_InstantExecutor):
+    """Four trials at once: each ``wait`` records the families running together, then ends them."""
+
+    slots = 4
+
+    def __init__(self, scores):
+        super().__init__(scores)
+        self.together, self.resources = [], {}
+
+    def submit(self, fn, payload, spec, **resources):
+        self.resources[spec.family] = resources
+        return super().submit(fn, payload, spec)
+
+    def wait(self, handles, timeout):
+        self.together.append(sorted(self.done[handle].family for handle in handles))
+        return handles, []
+
+
+def test_trials_on_a_gpu_run_in_slots_of_their_own_beside_the_cpu_trials(tmp_path):
+    search = _search(tmp_path, [get_family("lightgbm"), get_family("mlp")], max_trials=20)
+    search.use_gpus(0.5, gpus=1)  # two MLP trials share the GPU; each takes one of the four CPUs
+    on_gpu = _SlotExecutor({"lightgbm": 0.95, "mlp": 0.90})
+    search.run(on_gpu, None, deadline=lambda: float("inf"))
+    assert on_gpu.together[:-1] and all(families == ["lightgbm", "lightgbm", "mlp", "mlp"]
+                                        for families in on_gpu.together[:-1])
+    assert on_gpu.resources == {"lightgbm": {"num_cpus": 1, "num_gpus": 0}, "mlp": {"num_cpus": 1, "num_gpus": 0.5}}
+    (tmp_path / "cpu").mkdir()
+    no_gpu = _search(tmp_path / "cpu", [get_family("lightgbm"), get_family("mlp")], max_trials=20)
+    on_cpus = _SlotExecutor({"lightgbm": 0.95, "mlp": 0.90})
+    no_gpu.run(on_cpus, None, deadline=lambda: float("inf"))
+    mlp_trials = [sum(o.family == "mlp" for o in executor.done) for executor in (on_gpu, on_cpus)]
+    assert mlp_trials[0] == 10 and mlp_trials[1] < 5  # on the CPUs, its budget share decides
+
+
 class _FailingExecutor(_InstantExecutor):
     """Every task raises from ``result``: the worker lost, or the task failing outside the trial's guard."""
 

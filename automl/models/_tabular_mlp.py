@@ -13,8 +13,9 @@
   scores stay honest.
 - Devices: the data stays on the device for the whole fit, the batch grows with the
   rows (``batch_rows``; larger on a GPU, where a step costs little more for more rows),
-  and a GPU trains in bfloat16. The fitted network is kept on the CPU, so a model
-  trained on a GPU loads and predicts on a CPU-only machine.
+  and a GPU trains in bfloat16, each step replayed from a CUDA graph (``_GraphedStep``).
+  The fitted network is kept on the CPU, so a model trained on a GPU loads and predicts
+  on a CPU-only machine.
 """
 
 from __future__ import annotations
@@ -45,6 +46,11 @@ WARMUP_SHARE = 0.05
 """The share of the planned steps over which the learning rate rises to its peak."""
 TIME_CHECK_STEPS = 32
 """Under a time limit, the clock is read every this many steps (once an epoch is kept)."""
+GRAPH_WARMUP_STEPS = 3
+"""Steps run eagerly, on a side stream, before a GPU step is captured (as CUDA graphs require)."""
+CUDA_GRAPHS = True
+"""Whether GPU steps are replayed from a CUDA graph (benchmarks/gpu.py turns it off to
+measure what the graphs gain)."""
 BATCH_LIMITS = {"cpu": (32, 1024), "cuda": (256, 16384)}
 """The fewest and most rows a batch takes on each kind of device (see ``batch_rows``)."""
 
@@ -242,8 +248,8 @@ class TabularMLP(BaseEstimator):
         members = outputs.shape[1]
         if self.task == "regression":
             return nn.functional.mse_loss(outputs.squeeze(2).float(), targets.unsqueeze(1).expand(-1, members))
-        return nn.functional.cross_entropy(outputs.flatten(0, 1).float(), targets.repeat_interleave(members),
-                                           label_smoothing=self.label_smoothing)
+        each = targets.unsqueeze(1).expand(-1, members).flatten()  # repeat_interleave, with no sync for a graph
+        return nn.functional.cross_entropy(outputs.flatten(0, 1).float(), each, label_smoothing=self.label_smoothing)
 
     def _ensemble_loss(self, outputs: torch.Tensor, targets: torch.Tensor) -> float:
         """The loss of the members' averaged prediction, as the fitted model predicts."""
@@ -265,23 +271,22 @@ class TabularMLP(BaseEstimator):
         steps = max(1, len(train_rows) // batch)  # the last, partial batch is dropped
         epochs = max(self.max_epochs, math.ceil(MIN_STEPS / steps))
         patience = max(PATIENCE, math.ceil(MIN_PATIENCE_STEPS / steps))
-        optimizer = _adamw(network, lr=self.learning_rate, weight_decay=self.weight_decay, betas=(0.9, 0.95))
-        schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, _warmup_cosine(epochs * steps))
+        optimizer = _adamw(network, device, lr=self.learning_rate, weight_decay=self.weight_decay, betas=(0.9, 0.95))
+        learning_rate = _warmup_cosine(epochs * steps)
+        train_step = self._train_step(network, optimizer, numeric, codes, targets, half)
+        if device.type == "cuda" and CUDA_GRAPHS:
+            train_step = _GraphedStep(train_step, batch, device)
         shuffler = torch.Generator(device="cpu").manual_seed(self.random_state)
-        best_loss, best_state, stale = float("inf"), None, 0
+        best_loss, best_state, stale, taken = float("inf"), None, 0, 0
         for _ in range(epochs):
             network.train()
             order = train[torch.randperm(len(train), generator=shuffler).to(device)]
             for step in range(steps):
                 if step % TIME_CHECK_STEPS == 0 and time.monotonic() >= deadline and best_state is not None:
                     break
-                rows = order[step * batch:(step + 1) * batch]
-                with torch.autocast(device.type, dtype=half, enabled=half is not None):
-                    loss = self._member_loss(network(numeric[rows], codes[rows]), targets[rows])
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                schedule.step()
+                _set_learning_rate(optimizer, self.learning_rate * learning_rate(taken))
+                train_step(order[step * batch:(step + 1) * batch])
+                taken += 1
             valid_loss = self._validation_loss(network, numeric, codes, targets, valid, half)
             if valid_loss < best_loss - 1e-4:
                 best_loss, best_state, stale = valid_loss, copy.deepcopy(network.state_dict()), 0
@@ -297,6 +302,18 @@ class TabularMLP(BaseEstimator):
         self.best_validation_loss_ = best_loss
         self.batch_size_ = batch
         return network.to("cpu").eval()  # kept on the CPU: it pickles and predicts anywhere
+
+    def _train_step(self, network: _Network, optimizer: torch.optim.Optimizer, numeric, codes, targets, half):
+        """One optimiser step on the given rows of the device-resident data."""
+        def train_step(rows: torch.Tensor) -> None:
+            # no autocast cache: a CUDA graph must not keep casts made while it was captured
+            with torch.autocast(rows.device.type, dtype=half, enabled=half is not None, cache_enabled=False):
+                loss = self._member_loss(network(numeric[rows], codes[rows]), targets[rows])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+
+        return train_step
 
     @torch.no_grad()
     def _validation_loss(self, network: _Network, numeric, codes, targets, rows: torch.Tensor, half) -> float:
@@ -322,18 +339,75 @@ class TabularMLP(BaseEstimator):
         return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
 
 
-def _adamw(network: nn.Module, **settings) -> torch.optim.AdamW:
+def _adamw(network: nn.Module, device: torch.device, lr: float, **settings) -> torch.optim.AdamW:
     """AdamW's fused kernel: one call a step for all parameters, half the fit time of its
     per-parameter loop on a CPU (1.3 s against 2.5 s on breast cancer). torch before 2.4
-    has it on GPUs only."""
+    has it on GPUs only. On a GPU it can be captured in a CUDA graph, with its learning
+    rate a tensor on the device, so that a replayed step reads the schedule's current one."""
+    if device.type == "cuda":
+        return torch.optim.AdamW(network.parameters(), lr=torch.tensor(lr, device=device), fused=True,
+                                 capturable=True, **settings)
     try:
-        return torch.optim.AdamW(network.parameters(), fused=True, **settings)
+        return torch.optim.AdamW(network.parameters(), lr=lr, fused=True, **settings)
     except RuntimeError:
-        return torch.optim.AdamW(network.parameters(), **settings)
+        return torch.optim.AdamW(network.parameters(), lr=lr, **settings)
+
+
+def _set_learning_rate(optimizer: torch.optim.Optimizer, value: float) -> None:
+    for group in optimizer.param_groups:
+        if isinstance(group["lr"], torch.Tensor):
+            group["lr"].fill_(value)
+        else:
+            group["lr"] = value
+
+
+class _GraphedStep:
+    """A training step on a GPU, replayed from a CUDA graph. A tabular network's step is a
+    few hundred small kernels, each launched from Python: the GPU waits on the launches
+    (issue #16 measured a 256-row batch slower on an H100 than on the CPUs). A replay
+    launches them all at once. The first GRAPH_WARMUP_STEPS run eagerly on a side stream,
+    as capture requires; the next is captured, then replayed with each batch's rows copied
+    into the captured index tensor. Should capture fail, steps stay eager."""
+
+    def __init__(self, step, batch: int, device: torch.device):
+        self._step = step
+        self._rows = torch.zeros(batch, dtype=torch.long, device=device)
+        self._graph: torch.cuda.CUDAGraph | None = None
+        self._eager_steps = 0
+        self._eager = False
+
+    def __call__(self, rows: torch.Tensor) -> None:
+        self._rows.copy_(rows)
+        if self._graph is not None:
+            self._graph.replay()
+        elif self._eager:
+            self._step(self._rows)
+        elif self._eager_steps < GRAPH_WARMUP_STEPS:
+            self._eager_steps += 1
+            side = torch.cuda.Stream()
+            side.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(side):
+                self._step(self._rows)
+            torch.cuda.current_stream().wait_stream(side)
+        else:
+            self._capture()
+
+    def _capture(self) -> None:
+        graph = torch.cuda.CUDAGraph()
+        try:
+            with torch.cuda.graph(graph):
+                self._step(self._rows)
+        except RuntimeError:
+            self._eager = True
+            torch.cuda.synchronize()
+            self._step(self._rows)
+            return
+        self._graph = graph
+        graph.replay()  # capture records the step without running it
 
 
 def _warmup_cosine(total_steps: int):
-    """The learning rate's factor at each step: up linearly over WARMUP_SHARE of the steps,
+    """The learning rate's factor at each step (counted from 0): up linearly over WARMUP_SHARE of the steps,
     then down along a half cosine to zero."""
     warmup = max(1, int(WARMUP_SHARE * total_steps))
 

@@ -80,8 +80,9 @@ class MLPFamily(ModelFamily):
         return estimator.fit(X, y, time_limit_s=time_limit_s, in_time_order=in_time_order)
 
     def place(self, estimator, gpus: float) -> None:
-        """Only a trial given a GPU uses one: a CPU trial on a GPU machine never takes it unasked."""
-        estimator.set_params(device="cuda" if gpus else "cpu")
+        """Only a trial given a GPU uses one: a CPU trial on a GPU machine never takes it unasked.
+        A trial given one trains on the GPU CUDA shows it ("auto": on the CPUs if it shows none)."""
+        estimator.set_params(device="auto" if gpus else "cpu")
 
     def build(self, params: dict[str, Any], task: str, n_jobs: int, seed: int):
         from automl.models._tabular_mlp import TabularMLP
