@@ -143,7 +143,6 @@ def _cross_validate(workload: Workload, spec: TrialSpec, outcome: TrialOutcome) 
     k = data.target.n_classes
     packer, holdout_predictions, kept_sizes = FoldModelPacker(spec.max_model_bytes), [], []
     deadline = time.monotonic() + spec.time_limit_s if spec.time_limit_s is not None else None
-    family.warm_up(spec.gpus)  # before the folds share out the time left
     for step, (train_idx, valid_idx) in enumerate(folds.splits):
         train_idx = in_time_order(subsample(train_idx, spec.max_train_rows, spec.seed + step), data.times)
         estimator = family.build(spec.params, data.task, spec.n_jobs, spec.seed)

@@ -161,24 +161,6 @@ def test_a_gpu_step_that_cannot_be_captured_stays_eager(monkeypatch):
     assert ran == [("eager", b.tolist()) for b in batches] and cuda.graphs == 1  # tried once, then eager
 
 
-def test_only_a_trial_given_a_gpu_warms_one_up_and_only_where_cuda_shows_one(monkeypatch):
-    monkeypatch.setattr(_tabular_mlp, "_WARM", [])
-    monkeypatch.setattr(_tabular_mlp.TabularMLP, "fit", lambda *args, **kwargs: pytest.fail("fitted"))
-    MLP.warm_up(0)  # a CPU trial
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    MLP.warm_up(0.25)  # given a GPU that CUDA does not show
-    assert _tabular_mlp._WARM == []
-
-
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
-def test_a_gpu_is_warmed_up_once_per_process(monkeypatch):
-    monkeypatch.setattr(_tabular_mlp, "_WARM", [])
-    MLP.warm_up(0.25)
-    assert _tabular_mlp._WARM == [True]
-    monkeypatch.setattr(_tabular_mlp.TabularMLP, "fit", lambda *args, **kwargs: pytest.fail("fitted again"))
-    MLP.warm_up(0.25)
-
-
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
 def test_on_a_gpu_graphed_steps_learn_as_eager_ones_do(monkeypatch):
     data, train, test = _split(datasets.load_breast_cancer(as_frame=True).frame)

@@ -73,24 +73,6 @@ def pick_device(requested: str = "auto") -> torch.device:
     return torch.device(requested)
 
 
-_WARM = []
-"""Whether this process has warmed its GPU up (see ``warm_up_gpu``)."""
-
-
-def warm_up_gpu() -> None:
-    """Fit a small network once per process on the GPU CUDA shows it, if any. A process's
-    first GPU fit pays CUDA's context and loads kernels on first use: 6.4 s on an H100 for
-    2,000 rows, where adult's whole fit then takes 0.9 s. Paid inside a trial's first fold,
-    it left that fold one epoch: its score was a poor one, and the trial was pruned."""
-    if _WARM or not torch.cuda.is_available():
-        return
-    rng = np.random.default_rng(0)
-    X = pd.DataFrame({"x": rng.normal(size=512), "band": pd.Categorical(rng.choice(["a", "b"], 512))})
-    y = (X["x"] > 0).to_numpy().astype(np.int64)
-    TabularMLP(n_layers=2, width=64, ensemble_size=2, periodic_scale=0.1, max_epochs=1, device="cuda").fit(X, y)
-    _WARM.append(True)
-
-
 def embedding_size(levels: int) -> int:
     """fast.ai's rule of thumb, capped: 1.6 * levels^0.56, at most 32."""
     return int(min(32, round(1.6 * levels**0.56)))

@@ -56,10 +56,6 @@ class ModelFamily(ABC):
         """Set ``estimator`` to train on the trial's device: a GPU when it was given a share
         of one (``gpus``), else the CPU. Families that use no GPU have nothing to set."""
 
-    def warm_up(self, gpus: float) -> None:  # noqa: B027 (most have nothing to start)
-        """Start what the trial's first fit on its device would otherwise pay inside its
-        time limit (a GPU's context and kernels), once per process. Most have nothing to start."""
-
     @abstractmethod
     def search_space(self, task: str) -> dict[str, BaseDistribution]:
         """Optuna distributions, keyed by the estimator's parameter names."""

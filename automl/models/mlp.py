@@ -84,12 +84,6 @@ class MLPFamily(ModelFamily):
         A trial given one trains on the GPU CUDA shows it ("auto": on the CPUs if it shows none)."""
         estimator.set_params(device="auto" if gpus else "cpu")
 
-    def warm_up(self, gpus: float) -> None:
-        if gpus:
-            from automl.models._tabular_mlp import warm_up_gpu
-
-            warm_up_gpu()
-
     def build(self, params: dict[str, Any], task: str, n_jobs: int, seed: int):
         from automl.models._tabular_mlp import TabularMLP
 
