@@ -139,7 +139,8 @@ def run_summary(run: Run, inputs: Inputs, leaderboard: pd.DataFrame, checks: Che
         **run_timings(run),
         "trial_log": [{"trial": o.number, "family": o.family, "status": o.status, "train_score": o.train_score,
                        "cv_score": o.cv_score, "fold_scores": o.fold_scores, "fit_time_s": o.fit_time_s,
-                       "train_rows": o.train_rows,
+                       "predict_time_s": o.predict_time_s, "start_wait_s": o.start_wait_s,
+                       "verdict_wait_s": o.verdict_wait_s, "train_rows": o.train_rows,
                        "host": o.host, "node_id": o.node_id, "pid": o.pid, "resources": o.resources,
                        "started_at": o.started_at, "ended_at": o.ended_at, "error": o.error,
                        "traceback": o.traceback}

@@ -328,7 +328,7 @@ class Search:
         resources = self.resources(family)
         spec = TrialSpec(trial.number, family, params, self.metric.name, self.seed, int(resources["num_cpus"]),
                          executor.report_link(trial.number) if self.pruning else None, self.max_model_bytes, rows,
-                         reason, growing_s, resources["num_gpus"])
+                         reason, growing_s, resources["num_gpus"], submitted_at=time.time())
         return _Running(trial, spec, now, limit_s, first_round=not self.best_scores)
 
     def _rows(self, family: str, params: dict[str, Any], limit_s: float) -> tuple[int | None, str]:

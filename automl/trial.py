@@ -70,6 +70,10 @@ class TrialSpec:
     before any trial has completed, the share of the budget a first model may take)."""
     gpus: float = 0
     """The share of a GPU the trial was given (0: it trains on CPUs)."""
+    submitted_at: float = 0.0
+    """When the driver sent it (``time.time()``; 0: unknown). Its limits count from then: a
+    trial that first waited for a new worker to start (seconds on a loaded machine, more
+    where the worker then starts CUDA) has that much less time for its folds."""
 
 
 @dataclass
@@ -82,6 +86,10 @@ class TrialOutcome:
     oof: np.ndarray | None = None
     fit_time_s: float = 0.0
     predict_time_s: float = 0.0
+    start_wait_s: float = 0.0
+    """Seconds from the driver sending it to its start in the worker (a new worker's start)."""
+    verdict_wait_s: float = 0.0
+    """Seconds its worker waited for the driver's pruning verdicts, after each fold."""
     error: str | None = None
     host: str = ""
     pid: int = 0
@@ -122,6 +130,7 @@ def run_trial(workload: Workload, spec: TrialSpec) -> TrialOutcome:
     outcome = TrialOutcome(spec.number, spec.family, spec.params, COMPLETE, host=socket.gethostname(),
                            pid=os.getpid(), started_at=time.time(), train_rows=spec.max_train_rows,
                            sample_reason=spec.sample_reason)
+    outcome.start_wait_s = max(0.0, outcome.started_at - spec.submitted_at) if spec.submitted_at else 0.0
     try:
         with threadpool_limits(limits=spec.n_jobs):
             _cross_validate(workload, spec, outcome)
@@ -142,7 +151,7 @@ def _cross_validate(workload: Workload, spec: TrialSpec, outcome: TrialOutcome) 
     oof = empty_oof(data.task, len(data.y), data.target.n_classes)
     k = data.target.n_classes
     packer, holdout_predictions, kept_sizes = FoldModelPacker(spec.max_model_bytes), [], []
-    deadline = time.monotonic() + spec.time_limit_s if spec.time_limit_s is not None else None
+    deadline = time.monotonic() + spec.time_limit_s - _waited_s(spec) if spec.time_limit_s is not None else None
     for step, (train_idx, valid_idx) in enumerate(folds.splits):
         train_idx = in_time_order(subsample(train_idx, spec.max_train_rows, spec.seed + step), data.times)
         estimator = family.build(spec.params, data.task, spec.n_jobs, spec.seed)
@@ -159,9 +168,13 @@ def _cross_validate(workload: Workload, spec: TrialSpec, outcome: TrialOutcome) 
         oof[valid_idx] = prediction
         outcome.fold_scores.append(metric.score(data.y[valid_idx], prediction))
         outcome.train_scores.append(_train_score(estimator, data, train_idx, metric))
-        if reporter is not None and reporter(step, float(np.mean(outcome.fold_scores))):
-            outcome.status = PRUNED
-            return
+        if reporter is not None:
+            asked = time.perf_counter()
+            stop = reporter(step, float(np.mean(outcome.fold_scores)))
+            outcome.verdict_wait_s += time.perf_counter() - asked
+            if stop:
+                outcome.status = PRUNED
+                return
         if holdout is not None:
             holdout_predictions.append(predict_matrix(estimator, holdout, data.task, k))
         packer.add(estimator)
@@ -188,6 +201,14 @@ def subsample(rows: np.ndarray, limit: int | None, seed: int) -> np.ndarray:
     if limit is None or len(rows) <= limit:
         return rows
     return np.sort(np.random.default_rng(seed).choice(rows, size=limit, replace=False))
+
+
+def _waited_s(spec: TrialSpec) -> float:
+    """Seconds between the driver sending the trial and its start here, within its limit
+    (clocks of a cluster's nodes may differ by a little: never below 0)."""
+    if not spec.submitted_at or spec.time_limit_s is None:
+        return 0.0
+    return min(max(0.0, time.time() - spec.submitted_at), spec.time_limit_s)
 
 
 def _train_score(estimator, data: TrainingData, train_idx: np.ndarray, metric) -> float:

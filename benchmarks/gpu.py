@@ -134,12 +134,23 @@ def gpu_fit(datasets: Path, entry: dict, budget_s: float, keep: Path | None = No
     return {"dataset": entry["name"], "budget_s": budget_s, "wall_s": round(wall_s, 1),
             "mlp_trials": len(mlp), "mlp_complete": sum(t["status"] == "complete" for t in mlp),
             "mlp_past_limit": sum("ran past its limit" in (t["error"] or "") for t in mlp),
+            "mlp_trial_s": _means(mlp, wall="ended_at", fit="fit_time_s", predict="predict_time_s",
+                                  start_wait="start_wait_s", verdict_wait="verdict_wait_s"),
             "gpus_per_trial": summary["plan"].get("gpus_per_trial"),
             "mlp_in_final_model": "mlp" in members, "members": members,
             "gpu_busy_mean_pct": round(sum(busy) / len(busy), 1) if busy else None,
             "gpu_busy_share": round(sum(s > 0 for s in busy) / len(busy), 2) if busy else None,
             "cpu_only_evaluate": (json.loads(on_cpu.stdout)["score"] if on_cpu.returncode == 0
                                   else on_cpu.stderr.strip().splitlines()[-1:])}
+
+
+def _means(trials: list[dict], **columns: str) -> dict:
+    """Mean seconds per finished trial: ``wall`` from its start to ``ended_at``, the rest as logged
+    (where a trial's time goes besides fitting: a new worker's start, waiting for pruning verdicts)."""
+    ran = [t for t in trials if t["ended_at"]]
+    means = {name: sum((t[key] - t["started_at"]) if name == "wall" else t[key] for t in ran) / len(ran)
+             for name, key in columns.items()} if ran else {}
+    return {name: round(value, 2) for name, value in means.items()}
 
 
 def main() -> None:

@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 from sklearn.datasets import make_classification
 
-from automl.budget import final_cost_s
+from automl.budget import FIT_SHARE_OF_LIMIT, final_cost_s
 from automl.data import prepare_training
 from automl.engine import Run, run_fit
 from automl.final_model import final_members
@@ -185,6 +185,30 @@ def test_a_refit_takes_the_rounds_its_early_stopped_fold_models_kept(table):
     member, = final_members(run, data, [replace(outcome, fold_models=None)], [1.0])
     assert run.final_model == "refit" and member.estimator.n_estimators_ == outcome.refit_params["n_estimators"]
     assert member.params == outcome.refit_params
+
+
+def test_a_trials_folds_share_its_limit_less_the_time_it_waited_to_start(table, monkeypatch):
+    """The driver cancels a trial its limit after sending it: time spent waiting for a
+    worker (a new one starting CUDA took 15 s on a loaded GPU machine) is not the folds'."""
+    X, y = table
+    data = prepare_training(X.assign(y=y), "y", "binary")
+    folds = make_folds("binary", data.y, 3, seed=0)
+    given = []
+    fit = lightgbm_module.LightGBMFamily.fit
+    monkeypatch.setattr(lightgbm_module.LightGBMFamily, "fit",
+                        lambda self, model, X, y, time_limit_s=None, **kwargs: (
+                            given.append(time_limit_s), fit(self, model, X, y, time_limit_s, **kwargs))[1])
+    params = get_family("lightgbm").default_params("binary")
+    slow_verdicts = SimpleNamespace(connect=lambda: lambda step, score: time.sleep(0.1) or False)
+    outcomes = [run_trial(Workload(data, folds), TrialSpec(0, "lightgbm", params, "roc_auc", seed=0,
+                                                           pruning=slow_verdicts, time_limit_s=20.0,
+                                                           submitted_at=time.time() - waited_s))
+                for waited_s in (0.0, 15.0)]
+    fresh, late = given[0], given[3]  # each trial's first fold: a third of what is left, in its share
+    assert fresh == pytest.approx(20.0 / 3 * FIT_SHARE_OF_LIMIT, rel=0.05)
+    assert late == pytest.approx(5.0 / 3 * FIT_SHARE_OF_LIMIT, rel=0.05)
+    assert outcomes[0].start_wait_s < 1.0 and outcomes[1].start_wait_s == pytest.approx(15.0, abs=1.0)
+    assert all(0.3 <= outcome.verdict_wait_s < 1.0 for outcome in outcomes)  # three folds, 0.1 s each
 
 
 def test_only_members_whose_fold_models_were_not_kept_are_refit(table):
