@@ -194,10 +194,7 @@ def run_fit(spec: Spec, train: pd.DataFrame | None = None, overwrite: bool = Fal
             existing_run_files(spec.output_dir, overwrite)  # refuse early, before loading anything
         if backend_name(spec.hardware) == "local":
             local.start_early()  # its workers' imports overlap loading the data
-        try:
-            return _fit(spec, train, overwrite, progress, started, resume)
-        finally:
-            local.discard_spare()  # started early but never used: the input was refused
+        return _fit(spec, train, overwrite, progress, started, resume)
 
 
 def _fit(spec: Spec, train: pd.DataFrame | None, overwrite: bool, progress: Progress, started: float,

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from automl.execution import LocalExecutor, backend_name
+from automl.execution import LocalExecutor, backend_name, local
 from automl.execution.local import WorkerLost
 from automl.metrics import get_metric
 from automl.models import get_family
@@ -129,11 +129,18 @@ def test_a_worker_that_dies_is_reported_lost_and_a_failing_task_raises(executor)
     assert str(task_error.value).startswith("Traceback")  # the search keeps it in the trial log
 
 
-def test_close_leaves_no_process_behind(monkeypatch):
+def test_close_leaves_no_worker_behind_and_keeps_the_zygote_for_the_next_executor():
     with LocalExecutor(cpus=2) as executor:
         executor.submit(time.sleep, 60)
-        pids = [worker.pid for worker in executor._workers] + [executor._zygote.process.pid]
-    assert all(_gone(pid) for pid in pids)
+        workers = [worker.pid for worker in executor._workers]
+        zygote = executor._zygote.process.pid
+    assert all(_gone(pid) for pid in workers) and not _gone(zygote)
+    with LocalExecutor(cpus=2) as executor:
+        assert executor._zygote.process.pid == zygote  # its imports are done: workers start at once
+        handle = executor.submit(sum, [1, 2])
+        assert executor.wait([handle], 60)[0] == [handle] and executor.result(handle)[0] == 3
+    local.stop_spare()
+    assert _gone(zygote)
 
 
 DRIVER = textwrap.dedent("""
