@@ -274,7 +274,10 @@ def main(argv: list[str] | None = None) -> None:
     returns, so the process ends at once: the interpreter's own teardown after a
     fit (Ray, torch and LightGBM loaded) takes 2 s that the time budget would
     otherwise not cover (measured on 2 cores)."""
+    from automl.execution import local
+
     status = run_command(argv)
+    local.stop_spare()  # no later fit here to keep it for; os._exit skips the atexit that would stop it
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(status)

@@ -25,8 +25,9 @@ from automl.spec import HardwareSpec, Spec
 def executor(monkeypatch):
     # Workers import this module by name to run its functions.
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(Path(__file__).parent), str(Path(__file__).parents[1])]))
-    with LocalExecutor(cpus=2) as local:
-        yield local
+    local.stop_spare()  # a zygote kept from an earlier fit started without that path
+    with LocalExecutor(cpus=2) as executor:
+        yield executor
 
 
 def _total(data: np.ndarray, offset: int) -> tuple[float, int]:

@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import optuna
+import psutil
 import pytest
 
 from automl import AutoML
@@ -55,9 +56,12 @@ def _wait_for_trials(process: subprocess.Popen, study: str, n: int, timeout: flo
 
 
 def _nothing_left(temp_dirs_before: set[str]) -> bool:
-    """No Ray process or local worker of a run is left, and no Ray folder but those there before."""
+    """No Ray process or local worker of a run is left, and no Ray folder but those there before
+    (this process's own spare zygote, kept from its in-process fits, is not a run's)."""
+    ours = {child.pid for child in psutil.Process().children(recursive=True)}
     for pattern in ("automl-ray-", "automl.execution._zygote"):
-        if subprocess.run(["pgrep", "-f", pattern], capture_output=True, text=True).stdout.split():
+        found = subprocess.run(["pgrep", "-f", pattern], capture_output=True, text=True).stdout.split()
+        if {int(pid) for pid in found} - ours:
             return False
     return set(glob.glob("/tmp/automl-ray-*")) <= temp_dirs_before
 
