@@ -247,9 +247,9 @@ class Search:
 
     def use_gpus(self, gpus_per_trial: float, gpus: float) -> None:
         """Run the families that can use a GPU on ``gpus`` GPUs, ``gpus_per_trial`` of one per
-        trial: they get slots of their own there (as many trials as the shares allow) and are
-        pruned against their own trials; the CPUs' slots, less the GPU trials' CPUs, go on
-        running the other families."""
+        trial: they get slots of their own there (one per share), kept busy whatever the
+        budget shares say, and are pruned against their own trials; the CPUs' slots, less the
+        GPU trials' CPUs, go on running the other families."""
         self.gpus_per_trial = gpus_per_trial if gpus else 0.0
         self.gpu_slots = int(gpus / gpus_per_trial + 1e-9) if self.gpus_per_trial else 0
         self.study.pruner.apart = frozenset(name for name in self.families if self._on_gpu(name))
