@@ -130,6 +130,7 @@ def run_trial(workload: Workload, spec: TrialSpec) -> TrialOutcome:
     outcome = TrialOutcome(spec.number, spec.family, spec.params, COMPLETE, host=socket.gethostname(),
                            pid=os.getpid(), started_at=time.time(), train_rows=spec.max_train_rows,
                            sample_reason=spec.sample_reason)
+    # never below 0: the clocks of a cluster's nodes may differ by a little
     outcome.start_wait_s = max(0.0, outcome.started_at - spec.submitted_at) if spec.submitted_at else 0.0
     try:
         with threadpool_limits(limits=spec.n_jobs):
@@ -151,7 +152,9 @@ def _cross_validate(workload: Workload, spec: TrialSpec, outcome: TrialOutcome) 
     oof = empty_oof(data.task, len(data.y), data.target.n_classes)
     k = data.target.n_classes
     packer, holdout_predictions, kept_sizes = FoldModelPacker(spec.max_model_bytes), [], []
-    deadline = time.monotonic() + spec.time_limit_s - _waited_s(spec) if spec.time_limit_s is not None else None
+    deadline = None  # the driver cancels the trial its limit after sending it: waiting to start counts
+    if spec.time_limit_s is not None:
+        deadline = time.monotonic() + spec.time_limit_s - min(outcome.start_wait_s, spec.time_limit_s)
     for step, (train_idx, valid_idx) in enumerate(folds.splits):
         train_idx = in_time_order(subsample(train_idx, spec.max_train_rows, spec.seed + step), data.times)
         estimator = family.build(spec.params, data.task, spec.n_jobs, spec.seed)
@@ -201,14 +204,6 @@ def subsample(rows: np.ndarray, limit: int | None, seed: int) -> np.ndarray:
     if limit is None or len(rows) <= limit:
         return rows
     return np.sort(np.random.default_rng(seed).choice(rows, size=limit, replace=False))
-
-
-def _waited_s(spec: TrialSpec) -> float:
-    """Seconds between the driver sending the trial and its start here, within its limit
-    (clocks of a cluster's nodes may differ by a little: never below 0)."""
-    if not spec.submitted_at or spec.time_limit_s is None:
-        return 0.0
-    return min(max(0.0, time.time() - spec.submitted_at), spec.time_limit_s)
 
 
 def _train_score(estimator, data: TrainingData, train_idx: np.ndarray, metric) -> float:
