@@ -16,6 +16,7 @@ import pandas as pd
 import pytest
 from sklearn.datasets import make_classification
 
+from automl import final_model
 from automl.budget import FIT_SHARE_OF_LIMIT, final_cost_s
 from automl.data import prepare_training
 from automl.engine import Run, run_fit
@@ -182,7 +183,7 @@ def test_a_refit_takes_the_rounds_its_early_stopped_fold_models_kept(table):
     spec = _spec(60)
     run = Run(spec, plan(spec, "binary", len(y), X.shape[1]), Path("unused"), Progress(enabled=False),
               started=time.monotonic())
-    member, = final_members(run, data, [replace(outcome, fold_models=None)], [1.0])
+    member, = final_members(run, data, [replace(outcome, fold_models=None)], [1.0], folds.refit_share)
     assert run.final_model == "refit" and member.estimator.n_estimators_ == outcome.refit_params["n_estimators"]
     assert member.params == outcome.refit_params
 
@@ -211,7 +212,7 @@ def test_a_trials_folds_share_its_limit_less_the_time_it_waited_to_start(table, 
     assert all(0.3 <= outcome.verdict_wait_s < 1.0 for outcome in outcomes)  # three folds, 0.1 s each
 
 
-def test_only_members_whose_fold_models_were_not_kept_are_refit(table):
+def test_members_are_refit_where_cheap_and_otherwise_only_where_their_fold_models_were_not_kept(table, monkeypatch):
     X, y = table
     data = prepare_training(X.assign(y=y), "y", "binary")
     folds = make_folds("binary", data.y, 3, seed=0)
@@ -226,7 +227,11 @@ def test_only_members_whose_fold_models_were_not_kept_are_refit(table):
     spec = _spec(60)
     run = Run(spec, plan(spec, "binary", len(y), X.shape[1]), Path("unused"), Progress(enabled=False),
               started=time.monotonic())
-    bagged, refit = final_members(run, data, [kept, too_large], [0.5, 0.5])
+    bagged, refit = final_members(run, data, [kept, too_large], [0.5, 0.5], folds.refit_share)
+    assert run.final_model == "refit"  # refitting both is cheap here: a model fit on all rows each
+    assert all(isinstance(m.estimator, lightgbm.LGBMClassifier) for m in (bagged, refit))
+    monkeypatch.setattr(final_model, "REFIT_ALL_SHARE", 0.0)  # as where refits are costly
+    bagged, refit = final_members(run, data, [kept, too_large], [0.5, 0.5], folds.refit_share)
     assert run.final_model == "mixed"
     assert isinstance(bagged.estimator, BaggedModel) and len(bagged.estimator.models) == 3
     assert isinstance(refit.estimator, lightgbm.LGBMClassifier)  # one model, fit on all rows
@@ -269,7 +274,8 @@ def test_a_refit_stops_growing_in_time_for_the_end_phase(table):
     run.hard_deadline = time.monotonic()  # no time left: one step of the forest, not its 400 trees
     data = prepare_training(X.assign(y=y), "y", "binary")
     params = {**get_family("extra_trees").default_params("binary"), "n_estimators": 400}
-    member, = final_members(run, data, [TrialOutcome(0, "extra_trees", params, COMPLETE, fold_scores=[0.9])], [1.0])
+    member, = final_members(run, data, [TrialOutcome(0, "extra_trees", params, COMPLETE, fold_scores=[0.9])], [1.0],
+                            refit_share=1.25)
     assert run.final_model == "refit" and len(member.estimator[-1].estimators_) == 400 // 8
 
 
