@@ -23,7 +23,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from automl.artifact import Member
-from automl.budget import WRITE_MARGIN_S, final_cost_s, refit_estimate_s, select_limit_s
+from automl.budget import WRITE_MARGIN_S, final_cost_s, refit_estimate_s, refits_all, select_limit_s
 from automl.calibration import Temperature, calibrate
 from automl.data import TrainingData
 from automl.ensemble import EnsembleSelection, select_ensemble
@@ -94,7 +94,7 @@ def select_members(run: Run, data: TrainingData, folds: Folds,
     if len(members) == 1:
         run.ensemble_note = "no blend beat the best single model"
         return best_alone
-    cost = final_cost_s(members, folds.refit_share, run.holdout_share)
+    cost = final_cost_s(members, folds.refit_share, run.holdout_share, run.spec.budget.time_s)
     if cost > run.hard_deadline - time.monotonic() - WRITE_MARGIN_S:
         refits = sum(m.fold_models is None for m in members)
         overrun = f"refitting {refits} of its {len(members)} members (~{cost:.1f}s) would overrun the budget"
@@ -131,24 +131,14 @@ def calibrate_members(run: Run, members: list[TrialOutcome], weights: list[float
     return temperature
 
 
-REFIT_ALL_SHARE = 0.05
-"""Members whose fold models were kept are refit on all rows too when all the members' refits
-together are estimated at this share of the budget at most, and twice that is left before the
-end phase's reserve. Measured at 60 s on the shared datasets (the same trials and weights,
-scored on the test split), the blend refit on all rows beat the blend of bagged fold models on
-wine_white (log loss 0.7489 against 0.7522), sonar (AUC 0.9449 against 0.9405), soybean,
-mammography, ionosphere and titanic, and tied on quake: on small data a model fit on all the
-rows is worth more than five on four fifths of them. Where refits are costly (large data),
-the kept fold models save them."""
-
-
 def final_members(run: Run, data: TrainingData, members: list[TrialOutcome], weights: list[float],
                   refit_share: float) -> list[Member]:
     """Each member refit on all rows, with the rounds its early-stopped fold models kept
     (``refit_params``), learners that grow stopping in time for the end phase
     (``refit_limit_s``); or, where its fold models were kept and refitting every member is
-    not cheap (``REFIT_ALL_SHARE``), its fold models bagged."""
-    refit_all = _cheap_to_refit(run, members, refit_share)
+    not cheap (``refits_all``) or no time is left for it, its fold models bagged."""
+    refit_all = (refits_all(members, refit_share, run.spec.budget.time_s)
+                 and sum(refit_estimate_s(m, refit_share) for m in members) <= run.refit_time_left_s())
     refits = sum(refit_all or outcome.fold_models is None for outcome in members)
     run.final_model = "bagged" if refits == 0 else "refit" if refits == len(members) else "mixed"
     n_jobs = run.spec.hardware.cpus or os.cpu_count() or 1
@@ -169,9 +159,3 @@ def final_members(run: Run, data: TrainingData, members: list[TrialOutcome], wei
             fitted.append(Member(model_name(outcome), outcome.family, params, weight, estimator))
     return fitted
 
-
-def _cheap_to_refit(run: Run, members: list[TrialOutcome], refit_share: float) -> bool:
-    """Whether refitting every member, kept fold models or not, is cheap (``REFIT_ALL_SHARE``)."""
-    total_s = sum(refit_estimate_s(outcome, refit_share) for outcome in members)
-    left_s = run.hard_deadline - time.monotonic() - run.after_refit_s()
-    return total_s <= REFIT_ALL_SHARE * run.spec.budget.time_s and 2 * total_s <= left_s

@@ -12,7 +12,7 @@ from sklearn.ensemble import RandomForestClassifier
 from sklearn.linear_model import LinearRegression, LogisticRegression
 from sklearn.pipeline import make_pipeline
 
-from automl import AutoML, bagging, final_model
+from automl import AutoML, bagging, budget
 from automl.bagging import FoldModelPacker
 from automl.prediction import BaggedModel, predict_matrix, with_threads
 
@@ -80,7 +80,7 @@ def _fit(tmp_path, frame):
 
 def test_a_fit_bags_the_members_fold_models_when_they_were_kept_and_refits_are_not_cheap(tmp_path, binary_frame,
                                                                                        monkeypatch):
-    monkeypatch.setattr(final_model, "REFIT_ALL_SHARE", 0.0)  # as where refits are costly
+    monkeypatch.setattr(budget, "REFIT_ALL_SHARE", 0.0)  # as where refits are costly
     model, holdout = _fit(tmp_path, binary_frame)
     assert model.summary_["final_model"] == "bagged"
     folds = model.summary_["folds"]["n"]

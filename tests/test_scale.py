@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 from sklearn.datasets import make_classification
 
-from automl import final_model
+from automl import budget
 from automl.budget import FIT_SHARE_OF_LIMIT, final_cost_s
 from automl.data import prepare_training
 from automl.engine import Run, run_fit
@@ -222,15 +222,18 @@ def test_members_are_refit_where_cheap_and_otherwise_only_where_their_fold_model
                                                                   max_model_bytes=limit))
                        for n, limit in ((0, 2**30), (1, 0)))
     assert kept.fold_models is not None and too_large.fold_models is None
-    assert final_cost_s([kept], refit_share=1.5) == 0.0
-    assert final_cost_s([kept, too_large], refit_share=1.5) == pytest.approx(1.5 * too_large.fit_time_s)
+    costly = 0.0  # a budget of which every refit is over REFIT_ALL_SHARE
+    assert final_cost_s([kept], 1.5, 0.0, costly) == 0.0
+    assert final_cost_s([kept, too_large], 1.5, 0.0, costly) == pytest.approx(1.5 * too_large.fit_time_s)
+    assert final_cost_s([kept, too_large], 1.5, 0.0, 3600.0) == pytest.approx(  # cheap: both refit
+        1.5 * (kept.fit_time_s + too_large.fit_time_s))
     spec = _spec(60)
     run = Run(spec, plan(spec, "binary", len(y), X.shape[1]), Path("unused"), Progress(enabled=False),
               started=time.monotonic())
     bagged, refit = final_members(run, data, [kept, too_large], [0.5, 0.5], folds.refit_share)
     assert run.final_model == "refit"  # refitting both is cheap here: a model fit on all rows each
     assert all(isinstance(m.estimator, lightgbm.LGBMClassifier) for m in (bagged, refit))
-    monkeypatch.setattr(final_model, "REFIT_ALL_SHARE", 0.0)  # as where refits are costly
+    monkeypatch.setattr(budget, "REFIT_ALL_SHARE", 0.0)  # as where refits are costly
     bagged, refit = final_members(run, data, [kept, too_large], [0.5, 0.5], folds.refit_share)
     assert run.final_model == "mixed"
     assert isinstance(bagged.estimator, BaggedModel) and len(bagged.estimator.models) == 3
@@ -262,8 +265,15 @@ def test_the_search_waits_for_the_ensembles_refits_only_while_they_are_cheap():
                     trial(2, 0.96, 10.0, bagged=False)]
     cheap = run.search_deadline(run.likely_members(metric), refit_share=1.0)
     assert cheap == pytest.approx(300 - run.end_reserve_s() - 20.0)  # the two not kept refit (20 s): waited for
-    run.outcomes[2].fit_time_s = 60.0  # 90 s, over 20% of the budget: only the best (bagged: no refit)
+    run.outcomes[2].fit_time_s = 60.0  # 70 s to refit, over 20% of the budget: only the best, refit where cheap
+    assert run.search_deadline(run.likely_members(metric), refit_share=1.0) == pytest.approx(
+        300 - run.end_reserve_s() - 20.0)
+    run.outcomes[0].fit_time_s = 40.0  # the best alone over 10% of the budget: bagged, no refit
     assert run.search_deadline(run.likely_members(metric), refit_share=1.0) == pytest.approx(300 - run.end_reserve_s())
+    for outcome in run.outcomes:  # 15 s in all, within 10% of the budget: every member refit, the bagged one too
+        outcome.fit_time_s = 5.0
+    assert run.search_deadline(run.likely_members(metric), refit_share=1.0) == pytest.approx(
+        300 - run.end_reserve_s() - 15.0)
 
 
 def test_a_refit_stops_growing_in_time_for_the_end_phase(table):
