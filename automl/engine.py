@@ -232,7 +232,7 @@ def _search_and_finish(run: Run, inputs: Inputs) -> tuple[Predictor, pd.DataFram
     members, weights, ensemble_scores = select_members(run, data, folds, metric)
     calibration = calibrate_members(run, members, weights, data, folds, metric)
     run.timings["select_s"] = run.elapsed() - search_end
-    fitted = final_members(run, data, members, weights, folds.refit_share)
+    fitted = final_members(run, data, members, weights)
     run.timings["final_model_s"] = run.elapsed() - search_end - run.timings["select_s"]
     run.timings["search_s"] = search_end - run.timings["load_s"]
     final_end = run.elapsed()

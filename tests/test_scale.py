@@ -16,7 +16,6 @@ import pandas as pd
 import pytest
 from sklearn.datasets import make_classification
 
-from automl import budget
 from automl.budget import FIT_SHARE_OF_LIMIT, final_cost_s
 from automl.data import prepare_training
 from automl.engine import Run, run_fit
@@ -183,7 +182,7 @@ def test_a_refit_takes_the_rounds_its_early_stopped_fold_models_kept(table):
     spec = _spec(60)
     run = Run(spec, plan(spec, "binary", len(y), X.shape[1]), Path("unused"), Progress(enabled=False),
               started=time.monotonic())
-    member, = final_members(run, data, [replace(outcome, fold_models=None)], [1.0], folds.refit_share)
+    member, = final_members(run, data, [replace(outcome, fold_models=None)], [1.0])
     assert run.final_model == "refit" and member.estimator.n_estimators_ == outcome.refit_params["n_estimators"]
     assert member.params == outcome.refit_params
 
@@ -212,7 +211,7 @@ def test_a_trials_folds_share_its_limit_less_the_time_it_waited_to_start(table, 
     assert all(0.3 <= outcome.verdict_wait_s < 1.0 for outcome in outcomes)  # three folds, 0.1 s each
 
 
-def test_members_are_refit_where_cheap_and_otherwise_only_where_their_fold_models_were_not_kept(table, monkeypatch):
+def test_only_members_whose_fold_models_were_not_kept_are_refit(table):
     X, y = table
     data = prepare_training(X.assign(y=y), "y", "binary")
     folds = make_folds("binary", data.y, 3, seed=0)
@@ -222,19 +221,12 @@ def test_members_are_refit_where_cheap_and_otherwise_only_where_their_fold_model
                                                                   max_model_bytes=limit))
                        for n, limit in ((0, 2**30), (1, 0)))
     assert kept.fold_models is not None and too_large.fold_models is None
-    costly = 0.0  # a budget of which every refit is over REFIT_ALL_SHARE
-    assert final_cost_s([kept], 1.5, 0.0, costly) == 0.0
-    assert final_cost_s([kept, too_large], 1.5, 0.0, costly) == pytest.approx(1.5 * too_large.fit_time_s)
-    assert final_cost_s([kept, too_large], 1.5, 0.0, 3600.0) == pytest.approx(  # cheap: both refit
-        1.5 * (kept.fit_time_s + too_large.fit_time_s))
+    assert final_cost_s([kept], refit_share=1.5) == 0.0
+    assert final_cost_s([kept, too_large], refit_share=1.5) == pytest.approx(1.5 * too_large.fit_time_s)
     spec = _spec(60)
     run = Run(spec, plan(spec, "binary", len(y), X.shape[1]), Path("unused"), Progress(enabled=False),
               started=time.monotonic())
-    bagged, refit = final_members(run, data, [kept, too_large], [0.5, 0.5], folds.refit_share)
-    assert run.final_model == "refit"  # refitting both is cheap here: a model fit on all rows each
-    assert all(isinstance(m.estimator, lightgbm.LGBMClassifier) for m in (bagged, refit))
-    monkeypatch.setattr(budget, "REFIT_ALL_SHARE", 0.0)  # as where refits are costly
-    bagged, refit = final_members(run, data, [kept, too_large], [0.5, 0.5], folds.refit_share)
+    bagged, refit = final_members(run, data, [kept, too_large], [0.5, 0.5])
     assert run.final_model == "mixed"
     assert isinstance(bagged.estimator, BaggedModel) and len(bagged.estimator.models) == 3
     assert isinstance(refit.estimator, lightgbm.LGBMClassifier)  # one model, fit on all rows
@@ -265,15 +257,8 @@ def test_the_search_waits_for_the_ensembles_refits_only_while_they_are_cheap():
                     trial(2, 0.96, 10.0, bagged=False)]
     cheap = run.search_deadline(run.likely_members(metric), refit_share=1.0)
     assert cheap == pytest.approx(300 - run.end_reserve_s() - 20.0)  # the two not kept refit (20 s): waited for
-    run.outcomes[2].fit_time_s = 60.0  # 70 s to refit, over 20% of the budget: only the best, refit where cheap
-    assert run.search_deadline(run.likely_members(metric), refit_share=1.0) == pytest.approx(
-        300 - run.end_reserve_s() - 20.0)
-    run.outcomes[0].fit_time_s = 40.0  # the best alone over 10% of the budget: bagged, no refit
+    run.outcomes[2].fit_time_s = 60.0  # 90 s, over 20% of the budget: only the best (bagged: no refit)
     assert run.search_deadline(run.likely_members(metric), refit_share=1.0) == pytest.approx(300 - run.end_reserve_s())
-    for outcome in run.outcomes:  # 15 s in all, within 10% of the budget: every member refit, the bagged one too
-        outcome.fit_time_s = 5.0
-    assert run.search_deadline(run.likely_members(metric), refit_share=1.0) == pytest.approx(
-        300 - run.end_reserve_s() - 15.0)
 
 
 def test_a_refit_stops_growing_in_time_for_the_end_phase(table):
@@ -284,8 +269,7 @@ def test_a_refit_stops_growing_in_time_for_the_end_phase(table):
     run.hard_deadline = time.monotonic()  # no time left: one step of the forest, not its 400 trees
     data = prepare_training(X.assign(y=y), "y", "binary")
     params = {**get_family("extra_trees").default_params("binary"), "n_estimators": 400}
-    member, = final_members(run, data, [TrialOutcome(0, "extra_trees", params, COMPLETE, fold_scores=[0.9])], [1.0],
-                            refit_share=1.25)
+    member, = final_members(run, data, [TrialOutcome(0, "extra_trees", params, COMPLETE, fold_scores=[0.9])], [1.0])
     assert run.final_model == "refit" and len(member.estimator[-1].estimators_) == 400 // 8
 
 
