@@ -196,23 +196,31 @@ def test_with_one_split_no_trial_asks_for_a_report_link(tmp_path):
     assert len(executor.done) == 2
 
 
-def test_a_familys_trials_are_judged_for_pruning_only_once_the_family_has_completed_one():
-    study = optuna.create_study(direction="maximize", pruner=make_pruner())
-    family = CategoricalDistribution(["lightgbm", "knn"])
+class _PruningStudy:
+    """A study with the run's pruner, over trials that name only their family."""
 
-    def add_completed(name, score):
-        study.add_trial(optuna.trial.create_trial(params={FAMILY_PARAM: name}, distributions={FAMILY_PARAM: family},
-                                                  value=score, intermediate_values={0: score}))
+    def __init__(self, families: list[str]):
+        self.study = optuna.create_study(direction="maximize", pruner=make_pruner())
+        self.family = CategoricalDistribution(families)
 
-    def pruned_after_fold_one(name, score):
-        study.enqueue_trial({FAMILY_PARAM: name})
-        trial = study.ask()
-        trial.suggest_categorical(FAMILY_PARAM, family.choices)
+    def add_completed(self, name: str, score: float) -> None:
+        self.study.add_trial(optuna.trial.create_trial(params={FAMILY_PARAM: name},
+                                                       distributions={FAMILY_PARAM: self.family},
+                                                       value=score, intermediate_values={0: score}))
+
+    def pruned_after_fold_one(self, name: str, score: float) -> bool:
+        self.study.enqueue_trial({FAMILY_PARAM: name})
+        trial = self.study.ask()
+        trial.suggest_categorical(FAMILY_PARAM, self.family.choices)
         trial.report(score, 0)
         pruned = trial.should_prune()
-        study.tell(trial, state=TrialState.PRUNED)
+        self.study.tell(trial, state=TrialState.PRUNED)
         return pruned
 
+
+def test_a_familys_trials_are_judged_for_pruning_only_once_the_family_has_completed_one():
+    pruning = _PruningStudy(["lightgbm", "knn"])
+    add_completed, pruned_after_fold_one = pruning.add_completed, pruning.pruned_after_fold_one
     for score in (0.90, 0.91, 0.92, 0.93):
         add_completed("lightgbm", score)
     assert pruned_after_fold_one("lightgbm", 0.80)  # its family has completed trials: judged
@@ -224,23 +232,9 @@ def test_a_familys_trials_are_judged_for_pruning_only_once_the_family_has_comple
 def test_a_family_on_a_gpu_is_judged_for_pruning_against_its_own_trials_only():
     """Its trials take GPU slots no other family could use: pruned against LightGBM's
     better scores, every one after the first would stop, and the GPU sit idle."""
-    study = optuna.create_study(direction="maximize", pruner=make_pruner())
-    study.pruner.apart = frozenset({"mlp"})
-    family = CategoricalDistribution(["lightgbm", "mlp"])
-
-    def add_completed(name, score):
-        study.add_trial(optuna.trial.create_trial(params={FAMILY_PARAM: name}, distributions={FAMILY_PARAM: family},
-                                                  value=score, intermediate_values={0: score}))
-
-    def pruned_after_fold_one(name, score):
-        study.enqueue_trial({FAMILY_PARAM: name})
-        trial = study.ask()
-        trial.suggest_categorical(FAMILY_PARAM, family.choices)
-        trial.report(score, 0)
-        pruned = trial.should_prune()
-        study.tell(trial, state=TrialState.PRUNED)
-        return pruned
-
+    pruning = _PruningStudy(["lightgbm", "mlp"])
+    pruning.study.pruner.apart = frozenset({"mlp"})
+    add_completed, pruned_after_fold_one = pruning.add_completed, pruning.pruned_after_fold_one
     for score in (0.92, 0.93, 0.94, 0.95):
         add_completed("lightgbm", score)
     add_completed("mlp", 0.90)
