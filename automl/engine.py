@@ -153,7 +153,12 @@ class Run(RunClock):
             search.pruning = len(folds) > 1
             payload = executor.put(workload)
             self.search_started = time.monotonic()
-            deadline = lambda: self.search_deadline(self.likely_members(metric), folds.refit_share)  # noqa: E731
+
+            def deadline() -> float:
+                likely = self.likely_members(metric)
+                candidates = ensemble_candidates(self, metric) if self.spec.ensemble.enabled else likely
+                return self.search_deadline(likely, candidates, folds.refit_share)
+
             all_outcomes = search.run(executor, payload, deadline, record, on_warning=self._warn_machinery)
             loop_end = self.elapsed()
         self.outcomes = search.recovered + all_outcomes  # with the trials cancelled at the deadline
@@ -232,7 +237,7 @@ def _search_and_finish(run: Run, inputs: Inputs) -> tuple[Predictor, pd.DataFram
     members, weights, ensemble_scores = select_members(run, data, folds, metric)
     calibration = calibrate_members(run, members, weights, data, folds, metric)
     run.timings["select_s"] = run.elapsed() - search_end
-    fitted = final_members(run, data, members, weights)
+    fitted = final_members(run, data, members, weights, folds.refit_share)
     run.timings["final_model_s"] = run.elapsed() - search_end - run.timings["select_s"]
     run.timings["search_s"] = search_end - run.timings["load_s"]
     final_end = run.elapsed()

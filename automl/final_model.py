@@ -23,7 +23,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from automl.artifact import Member
-from automl.budget import WRITE_MARGIN_S, final_cost_s, select_limit_s
+from automl.budget import WRITE_MARGIN_S, final_cost_s, refits_all, select_limit_s
 from automl.calibration import Temperature, calibrate
 from automl.data import TrainingData
 from automl.ensemble import EnsembleSelection, select_ensemble
@@ -131,21 +131,22 @@ def calibrate_members(run: Run, members: list[TrialOutcome], weights: list[float
     return temperature
 
 
-def final_members(run: Run, data: TrainingData, members: list[TrialOutcome], weights: list[float]) -> list[Member]:
-    """Each member's fold models, bagged, where they were kept; otherwise the member refit on
-    all rows, with the rounds its early-stopped fold models kept (``refit_params``), learners
-    that grow stopping in time for the end phase (``refit_limit_s``). A member is refit only
-    where it must be: a bagged one is exactly what the ensemble was weighted on (on wine_white,
-    a LightGBM member refit beside three large extra-trees members scored test log loss
-    0.89-0.97 where its fold models scored 0.94 out of fold)."""
-    refits = sum(outcome.fold_models is None for outcome in members)
+def final_members(run: Run, data: TrainingData, members: list[TrialOutcome], weights: list[float],
+                  refit_share: float) -> list[Member]:
+    """Each member refit on all rows, with the rounds its early-stopped fold models kept
+    (``refit_params``), learners that grow stopping in time for the end phase
+    (``refit_limit_s``); or, where its fold models were kept and refitting every member is
+    not cheap (``refits_all``) or no time is left for it, its fold models bagged."""
+    refit_all = (refits_all(members, refit_share, run.spec.budget.time_s)
+                 and final_cost_s(members, refit_share, run.holdout_share, refit_all=True) <= run.refit_time_left_s())
+    refits = sum(refit_all or outcome.fold_models is None for outcome in members)
     run.final_model = "bagged" if refits == 0 else "refit" if refits == len(members) else "mixed"
     n_jobs = run.spec.hardware.cpus or os.cpu_count() or 1
     fitted = []
     with threadpool_limits(limits=n_jobs):
         for outcome, weight in zip(members, weights, strict=True):
             params = outcome.params
-            if outcome.fold_models is not None:
+            if outcome.fold_models is not None and not refit_all:
                 estimator = BaggedModel.from_packed(outcome.fold_models, data.task, data.target.n_classes, n_jobs)
             else:
                 family = get_family(outcome.family)

@@ -12,7 +12,7 @@ from sklearn.ensemble import RandomForestClassifier
 from sklearn.linear_model import LinearRegression, LogisticRegression
 from sklearn.pipeline import make_pipeline
 
-from automl import AutoML, bagging
+from automl import AutoML, bagging, budget
 from automl.bagging import FoldModelPacker
 from automl.prediction import BaggedModel, predict_matrix, with_threads
 
@@ -78,7 +78,9 @@ def _fit(tmp_path, frame):
     return model.fit(frame.drop(index=holdout.index)), holdout
 
 
-def test_a_fit_bags_the_members_fold_models_when_they_were_kept(tmp_path, binary_frame):
+def test_a_fit_bags_the_members_fold_models_when_they_were_kept_and_refits_are_not_cheap(tmp_path, binary_frame,
+                                                                                       monkeypatch):
+    monkeypatch.setattr(budget, "REFIT_ALL_SHARE", 0.0)  # as where refits are costly
     model, holdout = _fit(tmp_path, binary_frame)
     assert model.summary_["final_model"] == "bagged"
     folds = model.summary_["folds"]["n"]
@@ -90,8 +92,11 @@ def test_a_fit_bags_the_members_fold_models_when_they_were_kept(tmp_path, binary
     assert model.summary_["holdout"]["score"] == pytest.approx(model.score(holdout), abs=1e-12)
 
 
-def test_members_too_large_to_keep_are_all_refit(tmp_path, binary_frame, monkeypatch):
-    monkeypatch.setattr(bagging, "MAX_FOLD_MODELS_BYTES", 0)  # keep no fold models
+@pytest.mark.parametrize("kept", [True, False])
+def test_members_are_all_refit_where_that_is_cheap_or_their_fold_models_were_not_kept(tmp_path, binary_frame,
+                                                                                      monkeypatch, kept):
+    if not kept:
+        monkeypatch.setattr(bagging, "MAX_FOLD_MODELS_BYTES", 0)  # keep no fold models
     model, holdout = _fit(tmp_path, binary_frame)
     assert model.summary_["final_model"] == "refit"
     assert not any(isinstance(m.estimator, BaggedModel) for m in model.predictor_.members)

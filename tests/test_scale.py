@@ -16,10 +16,11 @@ import pandas as pd
 import pytest
 from sklearn.datasets import make_classification
 
+from automl import budget
 from automl.budget import FIT_SHARE_OF_LIMIT, final_cost_s
 from automl.data import prepare_training
 from automl.engine import Run, run_fit
-from automl.final_model import final_members
+from automl.final_model import ensemble_candidates, final_members
 from automl.metrics import get_metric
 from automl.models import get_family
 from automl.models import lightgbm as lightgbm_module
@@ -182,7 +183,7 @@ def test_a_refit_takes_the_rounds_its_early_stopped_fold_models_kept(table):
     spec = _spec(60)
     run = Run(spec, plan(spec, "binary", len(y), X.shape[1]), Path("unused"), Progress(enabled=False),
               started=time.monotonic())
-    member, = final_members(run, data, [replace(outcome, fold_models=None)], [1.0])
+    member, = final_members(run, data, [replace(outcome, fold_models=None)], [1.0], folds.refit_share)
     assert run.final_model == "refit" and member.estimator.n_estimators_ == outcome.refit_params["n_estimators"]
     assert member.params == outcome.refit_params
 
@@ -211,7 +212,7 @@ def test_a_trials_folds_share_its_limit_less_the_time_it_waited_to_start(table, 
     assert all(0.3 <= outcome.verdict_wait_s < 1.0 for outcome in outcomes)  # three folds, 0.1 s each
 
 
-def test_only_members_whose_fold_models_were_not_kept_are_refit(table):
+def test_members_are_refit_where_cheap_and_otherwise_only_where_their_fold_models_were_not_kept(table, monkeypatch):
     X, y = table
     data = prepare_training(X.assign(y=y), "y", "binary")
     folds = make_folds("binary", data.y, 3, seed=0)
@@ -221,12 +222,19 @@ def test_only_members_whose_fold_models_were_not_kept_are_refit(table):
                                                                   max_model_bytes=limit))
                        for n, limit in ((0, 2**30), (1, 0)))
     assert kept.fold_models is not None and too_large.fold_models is None
-    assert final_cost_s([kept], refit_share=1.5) == 0.0
-    assert final_cost_s([kept, too_large], refit_share=1.5) == pytest.approx(1.5 * too_large.fit_time_s)
+    assert final_cost_s([kept], 1.5) == 0.0
+    assert final_cost_s([kept, too_large], 1.5) == pytest.approx(1.5 * too_large.fit_time_s)
+    assert final_cost_s([kept, too_large], 1.5, refit_all=True) == pytest.approx(
+        1.5 * (kept.fit_time_s + too_large.fit_time_s))
+    assert budget.refits_all([kept, too_large], 1.5, 60.0) and not budget.refits_all([kept, too_large], 1.5, 0.0)
     spec = _spec(60)
     run = Run(spec, plan(spec, "binary", len(y), X.shape[1]), Path("unused"), Progress(enabled=False),
               started=time.monotonic())
-    bagged, refit = final_members(run, data, [kept, too_large], [0.5, 0.5])
+    bagged, refit = final_members(run, data, [kept, too_large], [0.5, 0.5], folds.refit_share)
+    assert run.final_model == "refit"  # refitting both is cheap here: a model fit on all rows each
+    assert all(isinstance(m.estimator, lightgbm.LGBMClassifier) for m in (bagged, refit))
+    monkeypatch.setattr(budget, "REFIT_ALL_SHARE", 0.0)  # as where refits are costly
+    bagged, refit = final_members(run, data, [kept, too_large], [0.5, 0.5], folds.refit_share)
     assert run.final_model == "mixed"
     assert isinstance(bagged.estimator, BaggedModel) and len(bagged.estimator.models) == 3
     assert isinstance(refit.estimator, lightgbm.LGBMClassifier)  # one model, fit on all rows
@@ -253,12 +261,18 @@ def test_the_search_waits_for_the_ensembles_refits_only_while_they_are_cheap():
         return TrialOutcome(number, "lightgbm", {}, COMPLETE, fold_scores=[score], fit_time_s=fit_time_s,
                             fold_models=[b"model"] if bagged else None)
 
+    def deadline():
+        return run.search_deadline(run.likely_members(metric), ensemble_candidates(run, metric), refit_share=1.0)
+
     run.outcomes = [trial(0, 0.98, 20.0, bagged=True), trial(1, 0.97, 10.0, bagged=False),
-                    trial(2, 0.96, 10.0, bagged=False)]
-    cheap = run.search_deadline(run.likely_members(metric), refit_share=1.0)
-    assert cheap == pytest.approx(300 - run.end_reserve_s() - 20.0)  # the two not kept refit (20 s): waited for
-    run.outcomes[2].fit_time_s = 60.0  # 90 s, over 20% of the budget: only the best (bagged: no refit)
-    assert run.search_deadline(run.likely_members(metric), refit_share=1.0) == pytest.approx(300 - run.end_reserve_s())
+                    trial(2, 0.96, 10.0, bagged=False), trial(3, 0.95, 10.0, bagged=True)]
+    # all four candidates' refits (50 s) are over 10% of the budget: the likely members not kept (20 s)
+    assert deadline() == pytest.approx(300 - run.end_reserve_s() - 20.0)
+    run.outcomes[2].fit_time_s = 60.0  # 70 s to refit, over 20% of the budget: only the best (bagged: no refit)
+    assert deadline() == pytest.approx(300 - run.end_reserve_s())
+    for outcome in run.outcomes:  # 20 s in all, within 10% of the budget: every candidate refit, bagged ones too
+        outcome.fit_time_s = 5.0
+    assert deadline() == pytest.approx(300 - run.end_reserve_s() - 20.0)
 
 
 def test_a_refit_stops_growing_in_time_for_the_end_phase(table):
@@ -269,7 +283,8 @@ def test_a_refit_stops_growing_in_time_for_the_end_phase(table):
     run.hard_deadline = time.monotonic()  # no time left: one step of the forest, not its 400 trees
     data = prepare_training(X.assign(y=y), "y", "binary")
     params = {**get_family("extra_trees").default_params("binary"), "n_estimators": 400}
-    member, = final_members(run, data, [TrialOutcome(0, "extra_trees", params, COMPLETE, fold_scores=[0.9])], [1.0])
+    member, = final_members(run, data, [TrialOutcome(0, "extra_trees", params, COMPLETE, fold_scores=[0.9])], [1.0],
+                            refit_share=1.25)
     assert run.final_model == "refit" and len(member.estimator[-1].estimators_) == 400 // 8
 
 
