@@ -1,10 +1,11 @@
 """The final model: the ensemble chosen over the trials, and each member made.
 
-A member is its own fold models, bagged (see ``automl.prediction.BaggedModel``),
-where they were small enough to keep: they cost no fitting time and are exactly
-what the ensemble was weighted on. A member whose fold models were not kept is
-refit on all training rows, one extra fit, which the search leaves time for; when
-the time left cannot pay for the refits, the blend of the trials whose fold models
+Where refitting every member is cheap (``automl.budget.refits_all``: small data), each
+is refit on all training rows, which the search leaves time for. Otherwise a member is
+its own fold models, bagged (see ``automl.prediction.BaggedModel``), where they were
+small enough to keep: they cost no fitting time and are exactly what the ensemble was
+weighted on; a member whose fold models were not kept is refit, one extra fit. When
+the time left cannot pay for those refits, the blend of the trials whose fold models
 were kept, or the best single trial, is the model. Time-ordered folds keep no fold
 models: an expanding window never trains on the latest rows, so the members are
 always refit on all of them.
