@@ -134,7 +134,7 @@ def gpu_fit(datasets: Path, entry: dict, budget_s: float, keep: Path | None = No
     return {"dataset": entry["name"], "budget_s": budget_s, "wall_s": round(wall_s, 1),
             "mlp_trials": len(mlp), "mlp_complete": sum(t["status"] == "complete" for t in mlp),
             "mlp_past_limit": sum("ran past its limit" in (t["error"] or "") for t in mlp),
-            "mlp_trial_s": _means(mlp, wall="ended_at", fit="fit_time_s", predict="predict_time_s",
+            "mlp_trial_s": _means(mlp, fit="fit_time_s", predict="predict_time_s",
                                   start_wait="start_wait_s", verdict_wait="verdict_wait_s"),
             "gpus_per_trial": summary["plan"].get("gpus_per_trial"),
             "mlp_in_final_model": "mlp" in members, "members": members,
@@ -145,12 +145,15 @@ def gpu_fit(datasets: Path, entry: dict, budget_s: float, keep: Path | None = No
 
 
 def _means(trials: list[dict], **columns: str) -> dict:
-    """Mean seconds per finished trial: ``wall`` from its start to ``ended_at``, the rest as logged
-    (where a trial's time goes besides fitting: a new worker's start, waiting for pruning verdicts)."""
+    """Mean seconds per finished trial: its wall time (start to ``ended_at``) and each logged
+    column (where a trial's time goes besides fitting: a new worker's start, waiting for
+    pruning verdicts)."""
     ran = [t for t in trials if t["ended_at"]]
-    means = {name: sum((t[key] - t["started_at"]) if name == "wall" else t[key] for t in ran) / len(ran)
-             for name, key in columns.items()} if ran else {}
-    return {name: round(value, 2) for name, value in means.items()}
+    if not ran:
+        return {}
+    rows = [{"wall": t["ended_at"] - t["started_at"], **{name: t[key] for name, key in columns.items()}}
+            for t in ran]
+    return {name: round(sum(row[name] for row in rows) / len(rows), 2) for name in rows[0]}
 
 
 def main() -> None:
