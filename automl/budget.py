@@ -157,9 +157,10 @@ class RunClock:
 
     def search_deadline(self, likely_members: list[TrialOutcome], candidates: list[TrialOutcome],
                         refit_share: float) -> float:
-        """When the search must stop: leave room to refit every ensemble candidate
-        (``candidates``: the members are among them) where that is cheap (``refits_all``);
-        otherwise to refit the likely members (``likely_members``, best first) whose fold
+        """When the search must stop: where refitting the likely members is cheap
+        (``refits_all``), leave room to refit every ensemble candidate (``candidates``: the
+        members are among them), or REFIT_ALL_SHARE of the budget if less (members that
+        cost more are not all refit); otherwise to refit the likely members (``likely_members``, best first) whose fold
         models were not kept, or only the best where those refits would take more than
         ENSEMBLE_RESERVE_SHARE of the budget (the ensemble is then made only if its refits fit
         in what is left). The budget is never extended: the first trials are made small
@@ -167,8 +168,10 @@ class RunClock:
         if not likely_members:
             return max(self.hard_deadline - self.end_reserve_s(), self.search_started + MIN_SEARCH_S)
         budget_s = self.spec.budget.time_s
-        if refits_all(candidates, refit_share, budget_s):
-            cost = final_cost_s(candidates, refit_share, self.holdout_share, refit_all=True)
+        if refits_all(likely_members, refit_share, budget_s):
+            likely_cost = final_cost_s(likely_members, refit_share, self.holdout_share, refit_all=True)
+            cost = min(final_cost_s(candidates, refit_share, self.holdout_share, refit_all=True),
+                       max(REFIT_ALL_SHARE * budget_s, likely_cost))
         else:
             cost = final_cost_s(likely_members, refit_share, self.holdout_share)
             if cost > ENSEMBLE_RESERVE_SHARE * budget_s:

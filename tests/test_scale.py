@@ -273,6 +273,8 @@ def test_the_search_waits_for_the_ensembles_refits_only_while_they_are_cheap():
     for outcome in run.outcomes:  # 20 s in all, within 10% of the budget: every candidate refit, bagged ones too
         outcome.fit_time_s = 5.0
     assert deadline() == pytest.approx(300 - run.end_reserve_s() - 20.0)
+    run.outcomes[3].fit_time_s = 100.0  # the likely members cheap, all candidates 115 s: no set past 10% is refit whole
+    assert deadline() == pytest.approx(300 - run.end_reserve_s() - 30.0)
 
 
 def test_a_refit_stops_growing_in_time_for_the_end_phase(table):
