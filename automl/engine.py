@@ -157,7 +157,7 @@ class Run(RunClock):
             def deadline() -> float:
                 likely = self.likely_members(metric)
                 candidates = ensemble_candidates(self, metric) if self.spec.ensemble.enabled else likely
-                return self.search_deadline(likely, candidates, folds.refit_share)
+                return self.search_deadline(likely, candidates, folds.refit_share, len(data.y))
 
             all_outcomes = search.run(executor, payload, deadline, record, on_warning=self._warn_machinery)
             loop_end = self.elapsed()

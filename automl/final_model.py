@@ -142,7 +142,7 @@ def final_members(run: Run, data: TrainingData, members: list[TrialOutcome], wei
     OpenMP threads that sleep at barriers (``automl/__init__``), two threads fit soybean's
     LightGBM in 14.5 s against 0.9 s on one, and adult's in 8.3 s against 1.5 s, so refits
     on every core ran far past their estimates and stopped short (25 of 245 rounds)."""
-    refit_all = (refits_all(members, refit_share, run.spec.budget.time_s)
+    refit_all = (refits_all(members, refit_share, run.spec.budget.time_s, len(data.y))
                  and final_cost_s(members, refit_share, run.holdout_share, refit_all=True) <= run.refit_time_left_s())
     refits = sum(refit_all or outcome.fold_models is None for outcome in members)
     run.final_model = "bagged" if refits == 0 else "refit" if refits == len(members) else "mixed"

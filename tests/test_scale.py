@@ -226,7 +226,9 @@ def test_members_are_refit_where_cheap_and_otherwise_only_where_their_fold_model
     assert final_cost_s([kept, too_large], 1.5) == pytest.approx(1.5 * too_large.fit_time_s)
     assert final_cost_s([kept, too_large], 1.5, refit_all=True) == pytest.approx(
         1.5 * (kept.fit_time_s + too_large.fit_time_s))
-    assert budget.refits_all([kept, too_large], 1.5, 60.0) and not budget.refits_all([kept, too_large], 1.5, 0.0)
+    assert budget.refits_all([kept, too_large], 1.5, 60.0, 1_000)
+    assert not budget.refits_all([kept, too_large], 1.5, 0.0, 1_000)  # no budget for the refits
+    assert not budget.refits_all([kept, too_large], 1.5, 60.0, budget.REFIT_ALL_MAX_ROWS)  # bagging pays on more rows
     spec = _spec(60)
     run = Run(spec, plan(spec, "binary", len(y), X.shape[1]), Path("unused"), Progress(enabled=False),
               started=time.monotonic())
@@ -262,7 +264,8 @@ def test_the_search_waits_for_the_ensembles_refits_only_while_they_are_cheap():
                             fold_models=[b"model"] if bagged else None)
 
     def deadline():
-        return run.search_deadline(run.likely_members(metric), ensemble_candidates(run, metric), refit_share=1.0)
+        return run.search_deadline(run.likely_members(metric), ensemble_candidates(run, metric), refit_share=1.0,
+                                   n_rows=1_000)
 
     run.outcomes = [trial(0, 0.98, 20.0, bagged=True), trial(1, 0.97, 10.0, bagged=False),
                     trial(2, 0.96, 10.0, bagged=False), trial(3, 0.95, 10.0, bagged=True)]
