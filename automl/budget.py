@@ -96,7 +96,7 @@ def refit_estimate_s(outcome: TrialOutcome, refit_share: float) -> float:
     return outcome.fit_time_s * refit_share
 
 
-REFIT_ALL_SHARE, REFIT_ALL_MAX_ROWS = 0.1, 5_000
+REFIT_ALL_SHARE, REFIT_ALL_MAX_ROWS = 0.15, 5_000
 """Members whose fold models were kept are refit on all rows too when the data has fewer
 rows than REFIT_ALL_MAX_ROWS and all the members' refits together are estimated at
 REFIT_ALL_SHARE of the budget at most. Measured at 60 s on the shared datasets (a run's
@@ -106,7 +106,9 @@ soybean (0.1469 against 0.1512), sonar (AUC 0.9435 against 0.9375), auto_imports
 against 2607), ionosphere, titanic and quake; it lost on mammography (8,387 rows: AUC 0.9643
 against 0.9668) and adult (32,561: 0.9285 against 0.9288). On few rows a model fit on all of
 them is worth more than k fit on (k-1)/k; on more, the k models' average is worth more than
-the rows each missed. Where refits are costly, the kept fold models save them."""
+the rows each missed. Where refits are costly, the kept fold models save them: at 10% of the
+budget wine_white's members (refits estimated at 6.8 s of 60) were left bagged in one run of
+two (log loss 0.7521 against 0.7468)."""
 
 
 def refits_all(members: list[TrialOutcome], refit_share: float, budget_s: float, n_rows: int) -> bool:
