@@ -23,7 +23,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from automl.artifact import Member
-from automl.budget import WRITE_MARGIN_S, final_cost_s, refits_all, select_limit_s
+from automl.budget import WRITE_MARGIN_S, final_cost_s, refit_estimate_s, refits_all, select_limit_s
 from automl.calibration import Temperature, calibrate
 from automl.data import TrainingData
 from automl.ensemble import EnsembleSelection, select_ensemble
@@ -144,8 +144,9 @@ def final_members(run: Run, data: TrainingData, members: list[TrialOutcome], wei
     on every core ran far past their estimates and stopped short (25 of 245 rounds)."""
     refit_all = (refits_all(members, refit_share, run.spec.budget.time_s, len(data.y))
                  and final_cost_s(members, refit_share, run.holdout_share, refit_all=True) <= run.refit_time_left_s())
-    refits = sum(refit_all or outcome.fold_models is None for outcome in members)
-    run.final_model = "bagged" if refits == 0 else "refit" if refits == len(members) else "mixed"
+    to_refit = [outcome for outcome in members if refit_all or outcome.fold_models is None]
+    run.final_model = "bagged" if not to_refit else "refit" if len(to_refit) == len(members) else "mixed"
+    estimates_left_s = sum(refit_estimate_s(outcome, refit_share) for outcome in to_refit)
     n_jobs = run.plan.cpus_per_trial  # threads that paid in the trials, which the refit estimates come from
     fitted = []
     with threadpool_limits(limits=n_jobs):
@@ -158,8 +159,9 @@ def final_members(run: Run, data: TrainingData, members: list[TrialOutcome], wei
                 params = outcome.refit_params or outcome.params
                 estimator = family.build(params, data.task, n_jobs, run.spec.seed)
                 rows = in_time_order(subsample(np.arange(len(data.y)), outcome.train_rows, run.spec.seed), data.times)
+                estimate_s = refit_estimate_s(outcome, refit_share)
                 family.fit(estimator, data.X.iloc[rows], data.y[rows], in_time_order=data.times is not None,
-                           time_limit_s=run.refit_limit_s(refits))
-                refits -= 1
+                           time_limit_s=run.refit_limit_s(estimate_s, estimates_left_s))
+                estimates_left_s -= estimate_s
             fitted.append(Member(model_name(outcome), outcome.family, params, weight, estimator))
     return fitted

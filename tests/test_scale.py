@@ -280,6 +280,15 @@ def test_the_search_waits_for_the_ensembles_refits_only_while_they_are_cheap():
     assert deadline() == pytest.approx(300 - run.end_reserve_s() - 45.0)
 
 
+def test_refits_share_the_time_left_in_proportion_to_their_estimates():
+    spec = _spec(60)
+    run = Run(spec, plan(spec, "binary", 1_000, 25), Path("unused"), Progress(enabled=False), started=time.monotonic())
+    run.hard_deadline = time.monotonic() + run.after_refit_s() + 12.0  # 12 s left for refits
+    assert run.refit_limit_s(2.0, 8.0) == pytest.approx(3.0, abs=0.5)  # a quarter of the estimates: a quarter
+    assert run.refit_limit_s(6.0, 6.0) == pytest.approx(12.0, abs=0.5)  # the last refit: all that is left
+    assert run.refit_limit_s(0.0, 0.0) == pytest.approx(12.0, abs=0.5)  # nothing estimated: all that is left
+
+
 def test_a_refit_stops_growing_in_time_for_the_end_phase(table):
     X, y = table
     spec = _spec(60)
