@@ -162,11 +162,12 @@ class RunClock:
         """When the search must stop: where refitting the likely members is cheap
         (``refits_all``), leave room to refit every ensemble candidate (``candidates``: the
         members are among them), or REFIT_ALL_SHARE of the budget if less (members that
-        cost more are not all refit); otherwise to refit the likely members (``likely_members``, best first) whose fold
-        models were not kept, or only the best where those refits would take more than
-        ENSEMBLE_RESERVE_SHARE of the budget (the ensemble is then made only if its refits fit
-        in what is left). The budget is never extended: the first trials are made small
-        enough to finish early (``TrialClock``), and they stop growing at their time limit."""
+        cost more are not all refit); otherwise to refit the likely members
+        (``likely_members``, best first) whose fold models were not kept, or only the best
+        where those refits would take more than ENSEMBLE_RESERVE_SHARE of the budget (the
+        ensemble is then made only if its refits fit in what is left). The budget is never
+        extended: the first trials are made small enough to finish early (``TrialClock``),
+        and they stop growing at their time limit."""
         if not likely_members:
             return max(self.hard_deadline - self.end_reserve_s(), self.search_started + MIN_SEARCH_S)
         budget_s = self.spec.budget.time_s

@@ -254,7 +254,7 @@ def _nodes_of_complete_trials(run: Path) -> set[str]:
 def test_a_fit_on_a_two_node_cluster_uses_both_nodes_and_goes_on_when_one_leaves(tmp_path, binary_frame,
                                                                                  two_node_cluster):
     # 20 s: the node leaves once both have completed a trial, and the search must still
-    # have trials to run then, before its end phase (which may keep 10% back for refits)
+    # have trials to run then, before its end phase (which may keep 15% back for refits)
     spec = write_spec(tmp_path, binary_frame, budget={"time_s": 20}, hardware={"cpus": None},
                       models={"include": ["linear", "lightgbm", "knn"]})
     fit = _fit_on(two_node_cluster, spec)
