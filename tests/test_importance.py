@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 from sklearn.linear_model import LogisticRegression
 
-from automl.assess import IMPORTANCE_REPEATS, IMPORTANCE_ROWS, feature_importance
+from automl.assess import IMPORTANCE_REPEATS, IMPORTANCE_ROWS, FittedMembers, feature_importance
 from automl.metrics import get_metric
 
 
@@ -29,17 +29,6 @@ class _SlowModel:
         return np.column_stack([1 - p, p])
 
 
-class _Fitted:
-    def __init__(self, estimator):
-        self.estimator = estimator
-
-    def fit(self, X, y):
-        return self
-
-    def predict_matrix(self, X: pd.DataFrame) -> np.ndarray:
-        return self.estimator.predict_proba(X)
-
-
 def _table(n_rows: int = 2000, n_features: int = 4, seed: int = 0) -> tuple[pd.DataFrame, np.ndarray]:
     rng = np.random.default_rng(seed)
     X = pd.DataFrame(rng.normal(size=(n_rows, n_features)), columns=[f"f{i}" for i in range(n_features)])
@@ -49,7 +38,7 @@ def _table(n_rows: int = 2000, n_features: int = 4, seed: int = 0) -> tuple[pd.D
 
 def test_a_cheap_model_gets_every_row_and_repeat_and_finds_the_signal():
     X, y = _table()
-    model = _Fitted(LogisticRegression().fit(X, y))
+    model = FittedMembers([LogisticRegression().fit(X, y)], [1.0], "binary", 2)
     importance = feature_importance(model, X, y, "holdout", get_metric("roc_auc", "binary"), time_limit_s=30.0)
     assert importance.note == f"{IMPORTANCE_ROWS} rows, {IMPORTANCE_REPEATS} repeat(s)"
     assert importance.rows[0]["feature"] == "f0"
