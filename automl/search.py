@@ -25,6 +25,7 @@ from sqlalchemy import event
 
 from automl.budget import CONFIRM_LIMIT_FACTOR
 from automl.checkpoint import OutcomeStore
+from automl.ctrl_c import remembering_ctrl_c
 from automl.errors import TRACEBACK_CHARS
 from automl.execution import Executor
 from automl.metrics import Metric
@@ -410,43 +411,46 @@ class Search:
         asked = len(self.study.trials) - len(self.study.get_trials(states=(TrialState.WAITING,)))
         self.interrupted = False
         skips_in_a_row = 0  # trials skipped as too large for the memory budget, one after another
-        try:
-            while time.monotonic() < deadline():
-                while ((open_families := self._open_families(pending, executor.slots))
-                       and (self.max_trials is None or asked < self.max_trials)
-                       and skips_in_a_row < MAX_SKIPS_IN_A_ROW and not self._first_model_on_a_sample(pending)
-                       and deadline() - time.monotonic() >= self._fastest_trial_s(outcomes)):
-                    running = self._prepare(executor, deadline(), open_families)
-                    asked += 1
-                    if running.spec.max_train_rows == 0:
-                        skips_in_a_row += 1
-                        finish(running.trial, self._skipped(running.spec))
-                        continue
-                    skips_in_a_row = 0
-                    handle = executor.submit(trial_fn, payload, running.spec, **self.resources(running.spec.family))
-                    pending[handle] = running
-                if not pending:
-                    break
-                next_limit = min(r.started + r.limit_s for r in pending.values())
-                done, questions = executor.wait(list(pending), min(deadline(), next_limit) - time.monotonic())
-                executor.answer(self._verdicts(questions, pending))
-                for message in executor.take_warnings():
-                    on_warning(message)
-                for handle in done:
-                    running = pending.pop(handle)
-                    outcome = self._collect(executor, handle, running.spec)
-                    first_model = not self.best_scores
-                    finish(running.trial, outcome)
-                    if outcome.status == COMPLETE:
-                        self._run_again_in_full(running, first_model)
-                for handle, running in list(pending.items()):
-                    if time.monotonic() - running.started >= running.limit_s and time.monotonic() < deadline():
-                        executor.cancel(handle)
-                        pending.pop(handle)
-                        finish(running.trial, self._failed(running.spec, f"timeout: ran past its limit of "
-                                                                         f"{running.limit_s:.1f}s"))
-        except KeyboardInterrupt:  # Ctrl-C: stop here, keep what finished
-            self.interrupted = True
+        with remembering_ctrl_c() as ctrl_c:
+            try:
+                while time.monotonic() < deadline():
+                    ctrl_c.check()  # pressed while a finalizer ran, which drops the KeyboardInterrupt
+                    while ((open_families := self._open_families(pending, executor.slots))
+                           and (self.max_trials is None or asked < self.max_trials)
+                           and skips_in_a_row < MAX_SKIPS_IN_A_ROW and not self._first_model_on_a_sample(pending)
+                           and deadline() - time.monotonic() >= self._fastest_trial_s(outcomes)):
+                        running = self._prepare(executor, deadline(), open_families)
+                        asked += 1
+                        if running.spec.max_train_rows == 0:
+                            skips_in_a_row += 1
+                            finish(running.trial, self._skipped(running.spec))
+                            continue
+                        skips_in_a_row = 0
+                        handle = executor.submit(trial_fn, payload, running.spec, **self.resources(running.spec.family))
+                        pending[handle] = running
+                    if not pending:
+                        break
+                    next_limit = min(r.started + r.limit_s for r in pending.values())
+                    done, questions = executor.wait(list(pending), min(deadline(), next_limit) - time.monotonic())
+                    executor.answer(self._verdicts(questions, pending))
+                    for message in executor.take_warnings():
+                        on_warning(message)
+                    for handle in done:
+                        running = pending.pop(handle)
+                        outcome = self._collect(executor, handle, running.spec)
+                        first_model = not self.best_scores
+                        finish(running.trial, outcome)
+                        if outcome.status == COMPLETE:
+                            self._run_again_in_full(running, first_model)
+                    for handle, running in list(pending.items()):
+                        if time.monotonic() - running.started >= running.limit_s and time.monotonic() < deadline():
+                            executor.cancel(handle)
+                            pending.pop(handle)
+                            finish(running.trial, self._failed(running.spec, f"timeout: ran past its limit of "
+                                                                             f"{running.limit_s:.1f}s"))
+            except KeyboardInterrupt:  # Ctrl-C: stop here, keep what finished
+                self.interrupted = True
+        self.interrupted = self.interrupted or ctrl_c.pressed
         reason = "cancelled: interrupted" if self.interrupted else "cancelled: the time budget ran out"
         for handle, running in list(pending.items()):
             executor.cancel(handle)

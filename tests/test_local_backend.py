@@ -195,3 +195,23 @@ def test_a_trial_past_its_hard_limit_is_cancelled_and_the_limit_shrinks_with_the
     assert time.monotonic() - started < 15  # cancelled, not waited for
     assert search.trial_limit_s(now=100.0, deadline=100.4) == pytest.approx(0.4)  # the search's time left
     assert search.trial_limit_s(now=100.0, deadline=500.0) == 1.0
+
+
+class _PressesCtrlCWhenCollected:
+    """Ctrl-C arriving while the garbage collector runs a finalizer, as SQLAlchemy's
+    do while Optuna writes: Python prints the KeyboardInterrupt raised there and drops it."""
+
+    def __del__(self):
+        os.kill(os.getpid(), signal.SIGINT)
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")  # the dropped KeyboardInterrupt
+def test_ctrl_c_dropped_inside_a_finalizer_still_stops_the_search(executor, tmp_path):
+    search = Search([get_family("linear")], "binary", get_metric("roc_auc", "binary"),
+                    f"sqlite:///{tmp_path / 's.db'}", "s", seed=0, max_trials=12, trial_time_limit_s=0.5)
+    started = time.monotonic()
+    outcomes = search.run(executor, executor.put(None), lambda: started + 60, trial_fn=_slow_trial,
+                          on_outcome=lambda outcome: _PressesCtrlCWhenCollected())
+    assert search.interrupted
+    assert len(outcomes) == executor.slots  # the first trials out, then it stopped: not all twelve
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # Ctrl-C is Python's own again
