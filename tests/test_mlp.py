@@ -8,11 +8,13 @@ import numpy as np
 import pytest
 import torch
 from sklearn import datasets, metrics
+from sklearn.preprocessing import QuantileTransformer
 
 from automl.artifact import Member, Predictor, load_predictor
 from automl.data import prepare_training
 from automl.models import _tabular_mlp, get_family
 from automl.models._tabular_mlp import GRAPH_WARMUP_STEPS, _GraphedStep, batch_rows, pick_device
+from automl.models.mlp import LARGE_TABLE_ROWS, LARGE_TABLE_SPREAD
 from automl.planner import plan
 from automl.spec import build_spec
 
@@ -177,6 +179,20 @@ def test_the_device_is_the_gpu_where_one_is_visible(monkeypatch):
     assert pick_device("auto").type == "cuda" and pick_device("cpu").type == "cpu"
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert pick_device("auto").type == "cpu"
+
+
+def test_large_tables_get_finer_numeric_inputs(monkeypatch):
+    model = MLP.build(MLP.default_params("binary"), "binary", n_jobs=1, seed=0)
+    assert model.resolved_inputs(LARGE_TABLE_ROWS - 1) == ("robust", 1.0)
+    assert model.resolved_inputs(LARGE_TABLE_ROWS) == ("quantile", LARGE_TABLE_SPREAD)
+    model.set_params(numeric_transform="robust", frequency_spread=10.0)
+    assert model.resolved_inputs(10**6) == ("robust", 10.0)
+    monkeypatch.setattr(_tabular_mlp, "LARGE_TABLE_ROWS", 300)  # breast cancer's 383 training rows count as large
+    data, train, test = _split(datasets.load_breast_cancer(as_frame=True).frame)
+    fitted = _fit(data, train, max_epochs=1)
+    assert isinstance(fitted.numeric_[-1], QuantileTransformer)
+    frequencies = fitted.network_.periodic.frequencies.detach()
+    assert frequencies[:, -1].std() > 30 * frequencies[:, 0].std()  # spread from 0.1 to 10, a step of training apart
 
 
 def test_the_members_are_trained_apart_and_averaged():

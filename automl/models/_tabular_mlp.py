@@ -1,8 +1,9 @@
 """A tabular MLP in PyTorch, after the strong tabular MLPs of 2024.
 
 - Inputs: numeric columns robust-scaled and smoothly clipped (RealMLP, Holzmüller et
-  al., 2024), optionally through periodic embeddings (Gorishniy et al., 2022, "PLR
-  lite" as TabM uses them); categoricals as learned embeddings.
+  al., 2024), or on large tables mapped through their quantiles, optionally through
+  periodic embeddings (Gorishniy et al., 2022, "PLR lite" as TabM uses them) whose
+  frequencies start wider spread on large tables; categoricals as learned embeddings.
 - Network: TabM-mini (Gorishniy et al., 2024): ``ensemble_size`` implicit MLPs share
   one network; each sees the inputs through its own multiplicative adapter and has
   its own output head. Each is trained on its own loss; their predictions are averaged.
@@ -34,7 +35,13 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import QuantileTransformer, StandardScaler
 from torch import nn
 
-from automl.models.mlp import MAX_EMBEDDED_FEATURES, PERIODIC_FREQUENCIES, PERIODIC_SIZE
+from automl.models.mlp import (
+    LARGE_TABLE_ROWS,
+    LARGE_TABLE_SPREAD,
+    MAX_EMBEDDED_FEATURES,
+    PERIODIC_FREQUENCIES,
+    PERIODIC_SIZE,
+)
 
 VALIDATION_SHARE = 0.1
 MAX_EPOCHS = 60
@@ -101,12 +108,15 @@ class RobustSmoothClip(TransformerMixin, BaseEstimator):
 
 class _PeriodicEmbedding(nn.Module):
     """Each numeric feature as cos and sin of learned frequencies, through one linear map
-    shared by the features and a ReLU (PLR "lite", Gorishniy et al., 2022)."""
+    shared by the features and a ReLU (PLR "lite", Gorishniy et al., 2022). The frequencies
+    start at random normal values whose spread runs, across the PERIODIC_FREQUENCIES, from
+    ``scale`` to ``scale * spread`` (log-spaced; spread 1: all ``scale``)."""
 
-    def __init__(self, n_features: int, scale: float, generator: torch.Generator):
+    def __init__(self, n_features: int, scale: float, spread: float, generator: torch.Generator):
         super().__init__()
+        scales = torch.logspace(math.log10(scale), math.log10(scale * spread), PERIODIC_FREQUENCIES)
         self.frequencies = nn.Parameter(
-            torch.randn(n_features, PERIODIC_FREQUENCIES, generator=generator) * scale)
+            torch.randn(n_features, PERIODIC_FREQUENCIES, generator=generator) * scales)
         self.linear = nn.Linear(2 * PERIODIC_FREQUENCIES, PERIODIC_SIZE)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -122,9 +132,9 @@ class _Network(nn.Module):
 
     def __init__(self, n_numeric: int, levels: list[int], n_outputs: int, n_layers: int, width: int,
                  dropout: float, activation: str, members: int, periodic_scale: float | None,
-                 generator: torch.Generator):
+                 frequency_spread: float, generator: torch.Generator):
         super().__init__()
-        self.periodic = _PeriodicEmbedding(n_numeric, periodic_scale, generator) \
+        self.periodic = _PeriodicEmbedding(n_numeric, periodic_scale, frequency_spread, generator) \
             if periodic_scale is not None and n_numeric else None
         # one extra row per embedding: index 0 is "missing or unseen"
         self.embeddings = nn.ModuleList(nn.Embedding(k + 1, embedding_size(k + 1)) for k in levels)
@@ -158,12 +168,16 @@ class TabularMLP(BaseEstimator):
 
     ``batch_size`` 0 lets the rows and the device choose it (``batch_rows``);
     ``periodic_scale`` None feeds numeric values to the network as they are, a number
-    starts periodic embeddings' frequencies at that spread."""
+    starts periodic embeddings' frequencies at that spread, widening across them by
+    ``frequency_spread``. ``numeric_transform`` and ``frequency_spread`` "auto" depend on the
+    rows trained on: quantiles and a spread of LARGE_TABLE_SPREAD from LARGE_TABLE_ROWS rows,
+    robust scaling and one spread below (see ``automl.models.mlp.LARGE_TABLE_ROWS``)."""
 
     def __init__(self, task: str = "binary", n_layers: int = 3, width: int = 256, dropout: float = 0.1,
                  activation: str = "relu", ensemble_size: int = 8, periodic_scale: float | None = None,
                  learning_rate: float = 2e-3, weight_decay: float = 3e-4, label_smoothing: float = 0.0,
-                 batch_size: int = 0, numeric_transform: str = "robust", max_epochs: int = MAX_EPOCHS,
+                 batch_size: int = 0, numeric_transform: str = "robust", frequency_spread: float | str = 1.0,
+                 max_epochs: int = MAX_EPOCHS,
                  n_jobs: int = 1, random_state: int = 0, device: str = "auto"):
         self.task = task
         self.n_layers = n_layers
@@ -177,6 +191,7 @@ class TabularMLP(BaseEstimator):
         self.label_smoothing = label_smoothing
         self.batch_size = batch_size
         self.numeric_transform = numeric_transform
+        self.frequency_spread = frequency_spread
         self.max_epochs = max_epochs
         self.n_jobs = n_jobs
         self.random_state = random_state
@@ -194,11 +209,19 @@ class TabularMLP(BaseEstimator):
             if self.categorical_columns_ else np.zeros((len(X), 0), dtype=np.int64)
         return torch.as_tensor(numeric, dtype=torch.float32), torch.as_tensor(codes, dtype=torch.long)
 
+    def resolved_inputs(self, n_rows: int) -> tuple[str, float]:
+        """The numeric transform and frequency spread for training on ``n_rows`` rows ("auto" resolved)."""
+        large = n_rows >= LARGE_TABLE_ROWS
+        transform = ("quantile" if large else "robust") if self.numeric_transform == "auto" else self.numeric_transform
+        spread = (LARGE_TABLE_SPREAD if large else 1.0) if self.frequency_spread == "auto" else self.frequency_spread
+        return transform, float(spread)
+
     def _numeric_pipeline(self, n_rows: int):
-        if self.numeric_transform == "quantile":
+        transform, _ = self.resolved_inputs(n_rows)
+        if transform == "quantile":
             scaler = QuantileTransformer(output_distribution="normal", n_quantiles=min(1000, n_rows),
                                          random_state=self.random_state)
-        elif self.numeric_transform == "robust":
+        elif transform == "robust":
             scaler = RobustSmoothClip()
         else:
             scaler = StandardScaler()
@@ -238,8 +261,9 @@ class TabularMLP(BaseEstimator):
         levels = [len(X[c].cat.categories) for c in self.categorical_columns_]
         periodic = self.periodic_scale if numeric.shape[1] <= MAX_EMBEDDED_FEATURES else None
         generator = torch.Generator().manual_seed(self.random_state)
+        _, spread = self.resolved_inputs(len(train_rows))
         network = _Network(numeric.shape[1], levels, n_outputs, self.n_layers, self.width, self.dropout,
-                           self.activation, self.ensemble_size, periodic, generator)
+                           self.activation, self.ensemble_size, periodic, spread, generator)
         self.network_ = self._train(network, numeric, codes, targets, train_rows, valid_rows, deadline)
         return self
 
