@@ -1,0 +1,209 @@
+"""``automl serve``: a model folder behind HTTP, on Ray Serve.
+
+``PredictionService`` answers requests without knowing about HTTP servers: a method,
+a path, a body and its content type in; a status and a JSON-able payload out. That is
+where every rule lives (what a request may hold, which status a bad one gets), so it is
+tested without starting Ray. ``serve`` deploys it as a Ray Serve application: on a
+private local Ray instance, or on a cluster (``address``) with as many replicas as
+asked for.
+
+Routes: ``POST /predict`` (a JSON array of records, one object for one row, or CSV
+with a header), ``GET /health``, ``GET /schema``. Bad requests get a 4xx status and
+``{"error": "..."}`` naming the problem: 400 malformed body, 404 unknown path, 405
+wrong method, 413 body too large, 415 unsupported content type, 422 rows that do not
+fit the model (a missing column, a wrong type).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import math
+import signal
+import socket
+import sys
+import threading
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from automl.artifact import Predictor, load_predictor
+from automl.errors import InputError
+
+MAX_BODY_BYTES = 32 * 2**20
+"""The largest request body accepted by default (``automl serve --max-body-mb``)."""
+JSON_TYPES = ("application/json", "")
+CSV_TYPES = ("text/csv", "application/csv", "text/plain")
+
+
+class BadRequest(Exception):
+    """A request the service refuses: its HTTP status and the one-line reason."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+
+
+class PredictionService:
+    """Predictions for HTTP requests, from one loaded model."""
+
+    def __init__(self, predictor: Predictor, max_body_bytes: int = MAX_BODY_BYTES):
+        self.predictor = predictor
+        self.max_body_bytes = max_body_bytes
+
+    def handle(self, method: str, path: str, body: bytes, content_type: str) -> tuple[int, dict[str, Any]]:
+        """The status and JSON payload answering one request."""
+        routes = {"/predict": ("POST", self._predict), "/health": ("GET", self._health),
+                  "/schema": ("GET", self._schema)}
+        route = routes.get("/" + path.strip("/"))
+        try:
+            if route is None:
+                raise BadRequest(404, f"no route {path}: use POST /predict, GET /health or GET /schema")
+            allowed, answer = route
+            if method.upper() != allowed:
+                raise BadRequest(405, f"{path} takes {allowed}, not {method.upper()}")
+            return 200, answer(body, content_type)
+        except BadRequest as refused:
+            return refused.status, {"error": str(refused)}
+
+    def _health(self, body: bytes, content_type: str) -> dict[str, Any]:
+        return {"status": "ok", "task": self.predictor.task, "target": self.predictor.target_name}
+
+    def _schema(self, body: bytes, content_type: str) -> dict[str, Any]:
+        """The columns a request's rows need, their kinds, and the categories seen in training."""
+        columns = [{"name": info.name, "kind": info.kind,
+                    **({"categories": info.categories} if info.categories else {})}
+                   for info in self.predictor.schema.used]
+        return {"target": self.predictor.target_name, "task": self.predictor.task, "columns": columns,
+                **({"classes": [str(c) for c in self.predictor.target.classes]}
+                   if self.predictor.task != "regression" else {})}
+
+    def _predict(self, body: bytes, content_type: str) -> dict[str, Any]:
+        if len(body) > self.max_body_bytes:
+            raise BadRequest(413, f"the body holds {len(body)} bytes, over the {self.max_body_bytes} accepted")
+        rows = self.rows(body, content_type)
+        try:
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                predictions = self._predictions(rows)
+        except InputError as refused:
+            raise BadRequest(422, str(refused)) from None
+        notes = [str(w.message) for w in caught]
+        return {**predictions, **({"warnings": notes} if notes else {})}
+
+    def _predictions(self, rows: pd.DataFrame) -> dict[str, Any]:
+        """Labels (values for a regression) and, for a classifier, each class's probability,
+        computed from one pass over the members."""
+        predictor = self.predictor
+        matrix = predictor.predict_matrix(rows)
+        if predictor.task == "regression":
+            return {"predictions": _plain(matrix)}
+        labels = predictor.target.decode(np.argmax(matrix, axis=1))
+        classes = [str(c) for c in predictor.target.classes]
+        return {"predictions": _plain(labels),
+                "probabilities": [dict(zip(classes, row, strict=True)) for row in matrix.tolist()]}
+
+    @staticmethod
+    def rows(body: bytes, content_type: str) -> pd.DataFrame:
+        """The request's rows: JSON records or CSV with a header, by content type."""
+        kind = content_type.split(";")[0].strip().lower()
+        if kind in CSV_TYPES:
+            return _csv_rows(body)
+        if kind in JSON_TYPES:
+            return _json_rows(body)
+        raise BadRequest(415, f"content type {kind!r} is not accepted: send application/json or text/csv")
+
+
+def _json_rows(body: bytes) -> pd.DataFrame:
+    try:
+        records = json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise BadRequest(400, f"malformed JSON: {error}") from None
+    if isinstance(records, dict):
+        records = [records]
+    if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
+        raise BadRequest(400, "expected a JSON array of records (objects of column: value), or one record")
+    if not records:
+        raise BadRequest(400, "no rows to predict: the array is empty")
+    return pd.DataFrame.from_records(records)
+
+
+def _csv_rows(body: bytes) -> pd.DataFrame:
+    try:
+        rows = pd.read_csv(io.BytesIO(body), skipinitialspace=True)  # as automl predict reads a file
+    except (UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as error:
+        raise BadRequest(400, f"malformed CSV: {str(error).strip()}") from None
+    if rows.empty:
+        raise BadRequest(400, "no rows to predict: the CSV holds a header only")
+    return rows
+
+
+def _plain(values: np.ndarray) -> list:
+    """JSON-able values: numpy scalars as Python ones, NaN as null."""
+    return [None if isinstance(v, float) and math.isnan(v) else v for v in np.asarray(values).tolist()]
+
+
+def check_port_free(host: str, port: int) -> None:
+    """Refuse a port something else listens on, before Ray starts (it would fail later, less clearly)."""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM) as probe:
+        try:
+            probe.bind((host, port))
+        except OSError as error:
+            raise InputError(f"cannot listen on {host}:{port}: {error.strerror or error}") from None
+
+
+def _deployment(max_body_bytes: int):
+    """The Ray Serve deployment class (Serve is imported only when serving)."""
+    from ray import serve
+    from starlette.responses import JSONResponse
+
+    @serve.deployment(name="automl")
+    class ModelServer:
+        def __init__(self, predictor: Any):
+            import ray
+
+            if isinstance(predictor, ray.ObjectRef):  # the model, put once in the object store for every replica
+                predictor = ray.get(predictor)
+            self.service = PredictionService(predictor, max_body_bytes)
+
+        async def __call__(self, request) -> JSONResponse:
+            body = bytearray()
+            async for part in request.stream():  # stop reading once the body is too large
+                body += part
+                if len(body) > max_body_bytes:
+                    break
+            status, payload = self.service.handle(request.method, request.url.path, bytes(body),
+                                                  request.headers.get("content-type", ""))
+            return JSONResponse(payload, status_code=status)
+
+    return ModelServer
+
+
+def serve(model_dir: Path, host: str = "127.0.0.1", port: int = 8000, replicas: int = 1,
+          address: str | None = None, max_body_bytes: int = MAX_BODY_BYTES) -> None:
+    """Serve ``model_dir`` until SIGINT or SIGTERM, then stop Serve and the Ray it started."""
+    predictor = load_predictor(model_dir)  # a bad folder fails here, before Ray starts
+    check_port_free(host, port)
+    from ray import serve as ray_serve
+
+    from automl.execution.ray_backend import RayExecutor
+
+    logging.getLogger("ray.serve").setLevel(logging.WARNING)  # its INFO lines on every start, on stderr
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    with RayExecutor(address=address) as ray_session:  # private, on 127.0.0.1, unless address names a cluster
+        try:
+            ray_serve.start(http_options={"host": host, "port": port})
+            deployment = _deployment(max_body_bytes).options(num_replicas=replicas)
+            ray_serve.run(deployment.bind(ray_session.put(predictor)), name="automl", route_prefix="/")
+            print(f"serving {model_dir} at http://{host}:{port} (POST /predict, GET /health, GET /schema); "
+                  "Ctrl-C stops", file=sys.stderr, flush=True)
+            while not stop.wait(0.5):
+                pass
+        finally:
+            ray_serve.shutdown()
