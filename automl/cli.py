@@ -108,21 +108,6 @@ def predict(model_dir: Path = typer.Argument(..., help="A model folder or its ru
 
 
 @app.command()
-def serve(model_dir: Path = typer.Argument(..., help="A model folder or its run folder."),
-          host: str = typer.Option("127.0.0.1", "--host", help="Listen on this address (0.0.0.0: every one)."),
-          port: int = typer.Option(8000, "--port", min=1, max=65535),
-          replicas: int = typer.Option(1, "--replicas", min=1, help="Copies of the model answering requests."),
-          address: str = typer.Option(None, "--address", help="Serve on this Ray cluster instead of locally."),
-          max_body_mb: float = typer.Option(32, "--max-body-mb", min=0.001,
-                                            help="Refuse request bodies larger than this (413).")) -> None:
-    """Serve predictions over HTTP with Ray Serve: POST /predict (JSON records or CSV),
-    GET /health, GET /schema. Runs until Ctrl-C."""
-    from automl.serving import serve as serve_model
-
-    serve_model(model_dir, host, port, replicas, address, int(max_body_mb * 2**20))
-
-
-@app.command()
 def evaluate(model_dir: Path = typer.Argument(..., help="A model folder or its run folder."),
              data: Path = typer.Argument(..., help="Labelled CSV or Parquet.")) -> None:
     """Score labelled data with the run's metric and every other metric of its task (JSON)."""
@@ -234,6 +219,21 @@ def init(data: Path = typer.Argument(..., help="CSV or Parquet training data."),
     if target not in frame.columns:
         raise InputError(f"target column '{target}' is not in {data}")
     print(starter_spec(data, target, infer_task(frame[target])), end="")
+
+
+@app.command()
+def serve(model_dir: Path = typer.Argument(..., help="A model folder or its run folder."),
+          host: str = typer.Option("127.0.0.1", "--host", help="Listen on this address (0.0.0.0: every one)."),
+          port: int = typer.Option(8000, "--port", min=1, max=65535),
+          replicas: int = typer.Option(1, "--replicas", min=1, help="Copies of the model answering requests."),
+          address: str = typer.Option(None, "--address", help="Serve on this Ray cluster instead of locally."),
+          max_body_mb: float = typer.Option(32, "--max-body-mb", min=0.001,
+                                            help="Refuse request bodies larger than this (413).")) -> None:
+    """Serve predictions over HTTP with Ray Serve: POST /predict (JSON records or CSV),
+    GET /health, GET /schema. Runs until Ctrl-C."""
+    from automl.serving import serve as serve_model
+
+    serve_model(model_dir, host, port, replicas, address, int(max_body_mb * 2**20))
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
