@@ -111,10 +111,12 @@ budget wine_white's members (refits estimated at 6.8 s of 60) were left bagged i
 two (log loss 0.7521 against 0.7468)."""
 
 
-def refits_all(members: list[TrialOutcome], refit_share: float, budget_s: float, n_rows: int) -> bool:
-    """Whether every member is refit on all rows, kept fold models or not (``REFIT_ALL_SHARE``)."""
-    return (n_rows < REFIT_ALL_MAX_ROWS
-            and sum(refit_estimate_s(m, refit_share) for m in members) <= REFIT_ALL_SHARE * budget_s)
+def refits_all(members: list[TrialOutcome], refit_share: float, budget_s: float, n_rows: int,
+               refit_full: bool = False) -> bool:
+    """Whether every member is refit on all rows, kept fold models or not: when the spec asks
+    for it (``predict.refit_full``), or on small data where it is cheap (``REFIT_ALL_SHARE``)."""
+    return refit_full or (n_rows < REFIT_ALL_MAX_ROWS
+                          and sum(refit_estimate_s(m, refit_share) for m in members) <= REFIT_ALL_SHARE * budget_s)
 
 
 def final_cost_s(members: list[TrialOutcome], refit_share: float, holdout_share: float = 0.0,
@@ -171,7 +173,7 @@ class RunClock:
         if not likely_members:
             return max(self.hard_deadline - self.end_reserve_s(), self.search_started + MIN_SEARCH_S)
         budget_s = self.spec.budget.time_s
-        if refits_all(likely_members, refit_share, budget_s, n_rows):
+        if refits_all(likely_members, refit_share, budget_s, n_rows, self.spec.predict.refit_full):
             likely_cost = final_cost_s(likely_members, refit_share, self.holdout_share, refit_all=True)
             cost = min(final_cost_s(candidates, refit_share, self.holdout_share, refit_all=True),
                        max(REFIT_ALL_SHARE * budget_s, likely_cost))

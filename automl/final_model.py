@@ -142,7 +142,7 @@ def final_members(run: Run, data: TrainingData, members: list[TrialOutcome], wei
     OpenMP threads that sleep at barriers (``automl/__init__``), two threads fit soybean's
     LightGBM in 14.5 s against 0.9 s on one, and adult's in 8.3 s against 1.5 s, so refits
     on every core ran far past their estimates and stopped short (25 of 245 rounds)."""
-    refit_all = (refits_all(members, refit_share, run.spec.budget.time_s, len(data.y))
+    refit_all = (refits_all(members, refit_share, run.spec.budget.time_s, len(data.y), run.spec.predict.refit_full)
                  and final_cost_s(members, refit_share, run.holdout_share, refit_all=True) <= run.refit_time_left_s())
     to_refit = [outcome for outcome in members if refit_all or outcome.fold_models is None]
     run.final_model = "bagged" if not to_refit else "refit" if len(to_refit) == len(members) else "mixed"

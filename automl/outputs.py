@@ -119,6 +119,7 @@ def run_summary(run: Run, inputs: Inputs, leaderboard: pd.DataFrame, checks: Che
         "interrupted": run.interrupted,
         "resumed": run.resumed,
         "final_model": run.final_model,
+        "refit_full": {"asked": spec.predict.refit_full, "done": run.final_model == "refit"},
         "backend": run.backend,
         "memory_gb_per_trial": round(run.memory.per_trial_bytes / GIB, 3) if run.memory else None,
         "plan": run.plan.describe(),

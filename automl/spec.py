@@ -95,6 +95,13 @@ class EnsembleSpec(_Section):
     size: int = Field(25, ge=1, description="Greedy ensemble selection rounds.")
 
 
+class PredictSpec(_Section):
+    refit_full: bool = Field(
+        False, description="Refit every member of the final model on all rows, one model each instead of its fold "
+                            "models (AutoGluon's refit_full): faster predictions and a smaller model folder, for a "
+                            "little accuracy. Without it, members are refit only on small data.")
+
+
 RAY_ADDRESS = re.compile(r"^(auto|(ray://)?[A-Za-z0-9.\-\[\]:]+:\d{1,5})$")
 
 
@@ -148,6 +155,7 @@ class Spec(_Section):
     validation: ValidationSpec = Field(default_factory=ValidationSpec)
     models: ModelsSpec = Field(default_factory=ModelsSpec)
     ensemble: EnsembleSpec = Field(default_factory=EnsembleSpec)
+    predict: PredictSpec = Field(default_factory=PredictSpec)
     hardware: HardwareSpec = Field(default_factory=HardwareSpec)
     output: str | None = Field(None, description="Run folder; null: runs/<name>.")
     seed: int = 0
@@ -319,6 +327,8 @@ models:
 ensemble:
   enabled: true
   size: 25                        # greedy selection rounds
+predict:
+  refit_full: false               # true: each member refit on all rows (faster, smaller model; bagged otherwise)
 hardware:
   backend: auto                   # auto: Ray for a cluster or GPUs; else local processes
   ray_address: null               # null: Ray on this machine; "auto" or "HOST:PORT": a cluster

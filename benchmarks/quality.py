@@ -16,6 +16,7 @@ dataset and system, each system's mean rank (1 = best), and fit and predict
 seconds against the budget.
 
     python benchmarks/quality.py --time-s 60 [--systems automl lgbm hgb flaml autogluon] [--only adult] [--keep DIR]
+        [--set predict.refit_full=true]
 """
 
 from __future__ import annotations
@@ -85,7 +86,7 @@ def run_default(system: str, train: pd.DataFrame, test: pd.DataFrame, entry: dic
     return {"predictions": predictions, "fit_s": fit_s, "predict_s": time.perf_counter() - started}
 
 
-def run_automl(entry: dict, datasets: Path, time_s: float, workdir: Path) -> dict:
+def run_automl(entry: dict, datasets: Path, time_s: float, workdir: Path, changes: tuple[str, ...] = ()) -> dict:
     spec = {"name": entry["name"],
             "data": {"train": str(datasets / entry["train"]), "target": entry["target"]},
             "task": entry["task"], "metric": entry["metric"], "budget": {"time_s": time_s},
@@ -94,7 +95,9 @@ def run_automl(entry: dict, datasets: Path, time_s: float, workdir: Path) -> dic
     spec_path.write_text(yaml.safe_dump(spec))
     automl = [sys.executable, "-m", "automl"]
     started = time.perf_counter()
-    subprocess.run([*automl, "fit", str(spec_path), "--quiet", "--overwrite"], check=True, stdout=subprocess.DEVNULL)
+    sets = [part for change in changes for part in ("--set", change)]
+    subprocess.run([*automl, "fit", str(spec_path), "--quiet", "--overwrite", *sets], check=True,
+                   stdout=subprocess.DEVNULL)
     fit_s = time.perf_counter() - started
     predictor = load_predictor(workdir / entry["name"])
     test = pd.read_csv(datasets / entry["test"], skipinitialspace=True)
@@ -136,6 +139,9 @@ def main() -> None:
     parser.add_argument("--systems", nargs="*", default=list(SYSTEMS), choices=SYSTEMS)
     parser.add_argument("--json", type=Path, help="also write every result here")
     parser.add_argument("--keep", type=Path, help="keep automl's runs in this folder (benchmarks/predict.py --runs)")
+    parser.add_argument("--set", dest="changes", action="append", default=[], metavar="KEY.PATH=VALUE",
+                        help="a change to automl's spec, as automl fit --set takes it (repeatable), "
+                             "e.g. predict.refit_full=true")
     args = parser.parse_args()
     systems = list(args.systems)
     if {"flaml", "autogluon"} & set(systems) and not PEERS_PYTHON.exists():
@@ -153,7 +159,7 @@ def main() -> None:
             test = pd.read_csv(args.datasets / entry["test"], skipinitialspace=True)
             for system in systems:
                 if system == "automl":
-                    result = run_automl(entry, args.datasets, args.time_s, workdir)
+                    result = run_automl(entry, args.datasets, args.time_s, workdir, tuple(args.changes))
                 elif system in ("lgbm", "hgb"):
                     result = run_default(system, train, test, entry)
                 else:

@@ -240,6 +240,13 @@ def test_members_are_refit_where_cheap_and_otherwise_only_where_their_fold_model
     assert run.final_model == "mixed"
     assert isinstance(bagged.estimator, BaggedModel) and len(bagged.estimator.models) == 3
     assert isinstance(refit.estimator, lightgbm.LGBMClassifier)  # one model, fit on all rows
+    assert budget.refits_all([kept, too_large], 1.5, 60.0, budget.REFIT_ALL_MAX_ROWS, refit_full=True)
+    spec = _spec(60, predict={"refit_full": True})  # asked for: every member refit, costly or not
+    run = Run(spec, plan(spec, "binary", len(y), X.shape[1]), Path("unused"), Progress(enabled=False),
+              started=time.monotonic())
+    members = final_members(run, data, [kept, too_large], [0.5, 0.5], folds.refit_share)
+    assert run.final_model == "refit"
+    assert all(isinstance(m.estimator, lightgbm.LGBMClassifier) for m in members)
 
 
 def test_a_fit_validated_on_one_split_records_why(tmp_path, binary_frame):
