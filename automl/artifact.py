@@ -86,7 +86,7 @@ class Predictor:
         return self.target.task
 
     def _features(self, data: pd.DataFrame | str | Path) -> pd.DataFrame:
-        frame = load_table(data)
+        frame = load_table(data, text_checked=self.schema.numeric_columns)
         if not isinstance(frame, pd.DataFrame):
             raise InputError(f"expected a pandas DataFrame, got {type(frame).__name__}")
         unknown = self.schema.unknown_columns(frame, expected=(self.target_name,))

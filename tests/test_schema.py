@@ -81,6 +81,14 @@ def test_values_that_cannot_be_coerced_are_named(predictor, frame, column, value
         predictor.predict(bad)
 
 
+def test_a_categorical_column_may_hold_numbers_and_text(predictor, frame):
+    """Only the model's numeric columns are looked at for stray text: in a categorical one, codes
+    such as 10, 20 beside a word are categories the model never saw, not a broken number column."""
+    codes = features(frame).assign(color=["10"] * (len(frame) - 1) + ["red"])
+    proba = predictor.predict_matrix(codes)
+    np.testing.assert_allclose(proba[-1], predictor.predict_matrix(features(frame).assign(color="red"))[-1])
+
+
 def test_row_order_and_count_are_kept(predictor, frame):
     shuffled = features(frame).sample(frac=1, random_state=1)
     by_position = predictor.predict_matrix(features(frame))
