@@ -138,13 +138,15 @@ def _fit_on(cluster: Cluster, spec: Path) -> subprocess.Popen:
                             stderr=subprocess.PIPE, text=True)
 
 
-def _trial_worker_pids(backend: str) -> list[int]:
-    """Ray's task workers running a trial, or the local backend's workers (the zygote's children)."""
+def _trial_worker_pids(backend: str, driver: int | None = None) -> list[int]:
+    """Ray's task workers running a trial, or the local backend's workers: the children of the
+    zygote ``driver`` started (not of this test process's own spare zygote, kept from its fits)."""
     listing = subprocess.run(["ps", "-eo", "pid=,ppid=,args="], capture_output=True, text=True).stdout
     processes = [line.split(maxsplit=2) for line in listing.splitlines()]
     if backend == "ray":
         return [int(pid) for pid, _, args in processes if "ray::_run_placed" in args]
-    zygotes = {pid for pid, _, args in processes if "automl.execution._zygote" in args}
+    zygotes = {pid for pid, parent, args in processes
+               if "automl.execution._zygote" in args and (driver is None or int(parent) == driver)}
     return [int(pid) for pid, parent, _ in processes if parent in zygotes]
 
 
@@ -171,10 +173,10 @@ def test_a_worker_killed_mid_trial_does_not_end_the_run(tmp_path, binary_frame, 
                       hardware={"backend": backend})
     run = subprocess.Popen([sys.executable, "-m", "automl", "fit", str(spec), "--quiet"],
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    killed = _kill_once_seen(run, lambda: _trial_worker_pids(backend)[:1])
-    _, stderr = run.communicate(timeout=180)
+    killed = _kill_once_seen(run, lambda: _trial_worker_pids(backend, run.pid)[:1])
+    stdout, stderr = run.communicate(timeout=180)
     assert killed, "no trial worker was seen running"
-    assert run.returncode == 0, stderr
+    assert run.returncode == 0, f"stderr: {stderr!r}; stdout: {stdout[-2000:]!r}"
     board = pd.read_csv(tmp_path / "run" / "leaderboard.csv")
     assert len(board) >= 1
     summary = json.loads((tmp_path / "run" / "run.json").read_text())
