@@ -125,14 +125,22 @@ class Predictor:
         """The blend's ``matrix`` as the model predicts it: with its calibration, if it has one."""
         return self.calibration.apply(matrix) if self.calibration is not None else matrix
 
+    @property
+    def class_names(self) -> list[str]:
+        """The classes as the probability columns name them."""
+        return [str(c) for c in self.target.classes]
+
     def predict_proba(self, data: pd.DataFrame | str | Path) -> pd.DataFrame:
         if self.task == "regression":
             raise InputError("predict_proba needs a classification model; this one is a regression")
         proba = self.predict_matrix(data)
-        return pd.DataFrame(proba, columns=[str(c) for c in self.target.classes])
+        return pd.DataFrame(proba, columns=self.class_names)
 
     def predict(self, data: pd.DataFrame | str | Path) -> np.ndarray:
-        matrix = self.predict_matrix(data)
+        return self.predictions_of(self.predict_matrix(data))
+
+    def predictions_of(self, matrix: np.ndarray) -> np.ndarray:
+        """What ``predict`` returns for a ``predict_matrix``: the values, or each row's likeliest class."""
         if self.task == "regression":
             return matrix
         return self.target.decode(np.argmax(matrix, axis=1))

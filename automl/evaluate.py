@@ -39,6 +39,6 @@ def scores_of(predictor: Predictor, y: np.ndarray, prediction: np.ndarray) -> di
     if predictor.task != "regression":
         labels = np.arange(predictor.target.n_classes)
         matrix = confusion_matrix(y, np.argmax(prediction, axis=1), labels=labels)
-        result["confusion_matrix"] = {"labels": [str(c) for c in predictor.target.classes],
+        result["confusion_matrix"] = {"labels": predictor.class_names,
                                       "matrix": matrix.tolist()}
     return result

@@ -1,7 +1,8 @@
 """The final model: the ensemble chosen over the trials, and each member made.
 
-Where refitting every member is cheap (``automl.budget.refits_all``: small data), each
-is refit on all training rows, which the search leaves time for. Otherwise a member is
+Where refitting every member is cheap (``automl.budget.refits_all``: small data), or the
+spec asks for it (``predict.refit_full``), each is refit on all training rows, which the
+search leaves time for. Otherwise a member is
 its own fold models, bagged (see ``automl.prediction.BaggedModel``), where they were
 small enough to keep: they cost no fitting time and are exactly what the ensemble was
 weighted on; a member whose fold models were not kept is refit, one extra fit. When

@@ -79,7 +79,7 @@ class PredictionService:
                     **({"categories": info.categories} if info.categories else {})}
                    for info in self.predictor.schema.used]
         return {"target": self.predictor.target_name, "task": self.predictor.task, "columns": columns,
-                **({"classes": [str(c) for c in self.predictor.target.classes]}
+                **({"classes": self.predictor.class_names}
                    if self.predictor.task != "regression" else {})}
 
     def _predict(self, body: bytes, content_type: str) -> dict[str, Any]:
@@ -100,12 +100,10 @@ class PredictionService:
         computed from one pass over the members."""
         predictor = self.predictor
         matrix = predictor.predict_matrix(rows)
-        if predictor.task == "regression":
-            return {"predictions": _plain(matrix)}
-        labels = predictor.target.decode(np.argmax(matrix, axis=1))
-        classes = [str(c) for c in predictor.target.classes]
-        return {"predictions": _plain(labels),
-                "probabilities": [dict(zip(classes, row, strict=True)) for row in matrix.tolist()]}
+        answer = {"predictions": _plain(predictor.predictions_of(matrix))}
+        if predictor.task != "regression":
+            answer["probabilities"] = [dict(zip(predictor.class_names, row, strict=True)) for row in matrix.tolist()]
+        return answer
 
     @staticmethod
     def rows(body: bytes, content_type: str) -> pd.DataFrame:
