@@ -24,6 +24,9 @@ import signal
 import socket
 import sys
 import threading
+import time
+import urllib.error
+import urllib.request
 import warnings
 from pathlib import Path
 from typing import Any
@@ -36,6 +39,8 @@ from automl.errors import InputError
 
 MAX_BODY_BYTES = 32 * 2**20
 """The largest request body accepted by default (``automl serve --max-body-mb``)."""
+ROUTE_WAIT_SECONDS = 60
+"""How long ``serve`` waits for Ray Serve's HTTP proxy to route ``/health`` to the model."""
 JSON_TYPES = ("application/json", "")
 CSV_TYPES = ("text/csv", "application/csv", "text/plain")
 
@@ -154,6 +159,32 @@ def check_port_free(host: str, port: int) -> None:
             raise InputError(f"cannot listen on {host}:{port}: {error.strerror or error}") from None
 
 
+def _health_url(host: str, port: int) -> str:
+    """``/health`` as this machine reaches it (a wildcard host is reached on loopback)."""
+    local = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)
+    return f"http://[{local}]:{port}/health" if ":" in local else f"http://{local}:{port}/health"
+
+
+def wait_until_routed(host: str, port: int, timeout: float = ROUTE_WAIT_SECONDS) -> None:
+    """Return once the model answers ``/health`` through the proxy.
+
+    ``serve.run`` returns when the replicas are up, but the proxy learns the route a
+    moment later and answers 404 in between; announcing the server before that would
+    send a client's first requests to a 404.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(_health_url(host, port), timeout=5) as response:
+                if response.status == 200:
+                    return
+        except (urllib.error.URLError, OSError):
+            pass  # not listening or not routed yet
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the model was not reachable at {_health_url(host, port)} after {timeout:.0f} s")
+        time.sleep(0.2)
+
+
 def _deployment(max_body_bytes: int):
     """The Ray Serve deployment class (Serve is imported only when serving)."""
     from ray import serve
@@ -199,6 +230,8 @@ def serve(model_dir: Path, host: str = "127.0.0.1", port: int = 8000, replicas: 
             ray_serve.start(http_options={"host": host, "port": port})
             deployment = _deployment(max_body_bytes).options(num_replicas=replicas)
             ray_serve.run(deployment.bind(ray_session.put(predictor)), name="automl", route_prefix="/")
+            if address is None:  # on a cluster the proxies run on its nodes, not necessarily this one
+                wait_until_routed(host, port)
             print(f"serving {model_dir} at http://{host}:{port} (POST /predict, GET /health, GET /schema); "
                   "Ctrl-C stops", file=sys.stderr, flush=True)
             while not stop.wait(0.5):

@@ -11,6 +11,7 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -115,15 +116,14 @@ def _request(url: str, body: bytes | None = None, content_type: str = "applicati
         return refused.code, json.loads(refused.read())
 
 
-def _wait_until_serving(process: subprocess.Popen, url: str, timeout: float = 150) -> None:
+def _wait_until_serving(process: subprocess.Popen, stderr: Path, timeout: float = 150) -> None:
+    """Wait for the server's announcement, which it makes once /health answers through Serve's proxy."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and process.poll() is None:
-        try:
-            if _request(f"{url}/health")[0] == 200:
-                return
-        except OSError:  # not listening yet
-            time.sleep(0.5)
-    raise AssertionError(f"automl serve is not serving (exit status {process.poll()})")
+        if "serving " in stderr.read_text():
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"automl serve is not serving (exit status {process.poll()}): {stderr.read_text()}")
 
 
 def _ray_left(temp_dirs_before: set[str], server_pid: int) -> list[str]:
@@ -145,7 +145,9 @@ def test_the_server_predicts_as_automl_predict_refuses_bad_requests_and_stops_cl
         server = subprocess.Popen([automl_exe(), "serve", str(model), "--port", str(port)], stderr=stderr,
                                   start_new_session=True)
     try:
-        _wait_until_serving(server, url)
+        _wait_until_serving(server, tmp_path / "stderr.txt")
+        status, health = _request(f"{url}/health")
+        assert status == 200 and health["status"] == "ok"
         status, answer = _request(f"{url}/predict", (tmp_path / "rows.csv").read_bytes(), "text/csv")
         labels = pd.read_csv(io.StringIO(automl_cli("predict", model, tmp_path / "rows.csv").stdout))
         probabilities = pd.read_csv(io.StringIO(automl_cli("predict", model, tmp_path / "rows.csv", "--proba").stdout))
