@@ -8,6 +8,7 @@ columns, dtypes and category levels. Unseen categories become missing values.
 from __future__ import annotations
 
 import csv
+import functools
 import gzip
 import re
 import sys
@@ -302,6 +303,15 @@ def _as_strings(values: pd.Series) -> pd.Series:
     return strings
 
 
+def _categorical(values: pd.Series, dtype: pd.CategoricalDtype) -> pd.Categorical:
+    """``values`` as categories of ``dtype``, compared as text (missing and unseen: NaN):
+    what ``pd.Categorical(_as_strings(values), dtype=dtype)`` gives, in a third of its time
+    on one row (adult's eight text columns took 4 ms of a single row's 7 ms transform)."""
+    codes = dtype.categories.get_indexer(values.astype(str).to_numpy(dtype=object))
+    codes[values.isna().to_numpy()] = -1
+    return pd.Categorical.from_codes(codes, dtype=dtype)
+
+
 def _named_by_strings(X: pd.DataFrame) -> pd.DataFrame:
     """Columns named by strings (a frame made from a NumPy array is named 0, 1, ...)."""
     if all(isinstance(name, str) for name in X.columns):
@@ -339,6 +349,14 @@ class FeatureSchema:
     """What the model expects: input columns, their kinds, and category levels."""
 
     columns: list[ColumnInfo]
+
+    @functools.cached_property
+    def _category_types(self) -> dict[str, pd.CategoricalDtype]:
+        """Each categorical column's dtype, made once (checking its levels costs as much as coding a row)."""
+        return {info.name: pd.CategoricalDtype(info.categories) for info in self.columns if info.kind == CATEGORICAL}
+
+    def __getstate__(self) -> dict:
+        return {key: value for key, value in self.__dict__.items() if key != "_category_types"}
 
     @classmethod
     def infer(cls, X: pd.DataFrame, kinds: dict[str, str] | None = None) -> FeatureSchema:
@@ -388,8 +406,7 @@ class FeatureSchema:
         for info in self.used:
             values = X[info.name]
             if info.kind == CATEGORICAL:
-                out[info.name] = pd.Series(
-                    pd.Categorical(_as_strings(values), categories=info.categories), index=X.index)
+                out[info.name] = pd.Series(_categorical(values, self._category_types[info.name]), index=X.index)
             elif info.kind == DATETIME:
                 parts = _date_parts(parse_datetime(values))
                 for part in info.date_parts:

@@ -18,10 +18,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from automl import atomic, bagging
-from automl.artifact import Predictor
+from automl.artifact import Member, Predictor
 from automl.assess import assess_run
 from automl.budget import RunClock
 from automl.checkpoint import (
@@ -46,6 +47,7 @@ from automl.final_model import (
     select_members,
 )
 from automl.folder_lock import locked_folder
+from automl.inference import InferenceBudget
 from automl.inputs import Inputs, load_and_check
 from automl.metrics import Metric
 from automl.outputs import (
@@ -54,8 +56,10 @@ from automl.outputs import (
     existing_run_files,
     failure_warnings,
     leaderboard_gap_warnings,
+    model_name,
     prepare_output_dir,
     sampling_warnings,
+    shipped_row,
     start_line,
     write_outputs,
 )
@@ -70,6 +74,7 @@ from automl.report import PLOTTING_MODULE
 from automl.search import Search
 from automl.spec import Spec
 from automl.trial import COMPLETE, TrialOutcome, Workload
+from automl.validation import Folds
 
 
 @dataclass
@@ -97,6 +102,15 @@ class Run(RunClock):
         self.calibration: dict[str, Any] = {"method": "none", "reason": "not tried"}
         """What ``calibrate_members`` decided, for run.json."""
         self.final_model = ""
+        self.refit_for_budget = False
+        """Whether the inference budget chose members refit on all rows (``select_members``)."""
+        self.inference: dict[str, Any] = {}
+        """The inference budget and what it cost the final model's CV score, for run.json."""
+        self.budget: InferenceBudget | None = None
+        self.predicted_rows = 0
+        """Rows each trial predicted over its folds (what its ``predict_time_s`` is for)."""
+        self.shipped_model = ""
+        """The leaderboard's name for what model/ holds: "ensemble", or one trial's."""
         """How the members were made: "bagged" fold models, "refit" on all rows, or "mixed" (some of each)."""
         self.backend = backend_name(spec.hardware)
         self.memory: MemoryBudget | None = None
@@ -114,6 +128,28 @@ class Run(RunClock):
         """The trials the final model will likely be made of, best first (for its time reserve)."""
         return self.best_outcomes(metric, 3 if self.spec.ensemble.enabled else 1)
 
+
+    def inference_budget(self, best: TrialOutcome, folds: Folds, n_rows: int) -> InferenceBudget:
+        """``predict.max_ms_per_row`` on this data, with ``best`` the best trial so far."""
+        self.predicted_rows = int(folds.covered.sum())
+        self.budget = InferenceBudget.resolve(self.spec.predict.max_ms_per_row, best, self.predicted_rows, n_rows,
+                                              self.spec.predict.refit_full)
+        return self.budget
+
+    def note_inference_cost(self, members: list[TrialOutcome], fitted: list[Member],
+                            ensemble_scores: list[float] | None) -> None:
+        """Record the final model's cost per row and CV score (run.json), and say what the
+        inference budget cost, where it changed the model."""
+        self.shipped_model = "ensemble" if ensemble_scores is not None else model_name(members[0])
+        score = float(np.mean(ensemble_scores)) if ensemble_scores is not None else members[0].cv_score
+        self.inference |= {"ms_per_row": self.budget.final_ms(members, [m.estimator for m in fitted]),
+                           "cv_score": score}
+        if "unlimited_cv_score" in self.inference:
+            lost = abs(self.inference["unlimited_cv_score"] - score)
+            self.inference["cv_score_lost"] = lost
+            self.progress.note(f"inference budget {self.budget.max_ms_per_row:.4g} ms a row: the final model "
+                               f"takes ~{self.inference['ms_per_row']:.4g}, cv {score:.5g} against "
+                               f"{self.inference['unlimited_cv_score']:.5g} without the budget ({lost:.4g} lost)")
 
     def search(self, workload: Workload, metric: Metric, workload_fingerprint: str) -> None:
         data, folds = workload.data, workload.folds
@@ -157,7 +193,8 @@ class Run(RunClock):
             def deadline() -> float:
                 likely = self.likely_members(metric)
                 candidates = ensemble_candidates(self, metric) if self.spec.ensemble.enabled else likely
-                return self.search_deadline(likely, candidates, folds.refit_share, len(data.y))
+                refit = bool(likely) and self.inference_budget(likely[0], folds, len(data.y)).expects_refit(likely[0])
+                return self.search_deadline(likely, candidates, folds.refit_share, len(data.y), refit)
 
             all_outcomes = search.run(executor, payload, deadline, record, on_warning=self._warn_machinery)
             loop_end = self.elapsed()
@@ -238,6 +275,7 @@ def _search_and_finish(run: Run, inputs: Inputs) -> tuple[Predictor, pd.DataFram
     calibration = calibrate_members(run, members, weights, data, folds, metric)
     run.timings["select_s"] = run.elapsed() - search_end
     fitted = final_members(run, data, members, weights, folds.refit_share)
+    run.note_inference_cost(members, fitted, ensemble_scores)
     run.timings["final_model_s"] = run.elapsed() - search_end - run.timings["select_s"]
     run.timings["search_s"] = search_end - run.timings["load_s"]
     final_end = run.elapsed()
@@ -246,15 +284,15 @@ def _search_and_finish(run: Run, inputs: Inputs) -> tuple[Predictor, pd.DataFram
                           meta={"spec": spec.model_dump(mode="json")}, calibration=calibration)
     predictor.save(output_dir / "model", {REFERENCE_FILE: json.dumps(inputs.reference)})
     checks = assess_run(run, inputs, predictor, members, weights, holdout_X)
-    ensemble = (ensemble_row(members, weights, ensemble_scores, checks.ensemble_holdout)
+    ensemble = (ensemble_row(members, weights, ensemble_scores, checks.ensemble_holdout, run.inference["ms_per_row"])
                 if ensemble_scores is not None else None)
-    leaderboard = build_leaderboard(run.outcomes, metric, ensemble, checks.row_holdout)
-    checks.warnings = leaderboard_gap_warnings(leaderboard, metric, checks.holdout)
+    leaderboard = build_leaderboard(run.outcomes, metric, ensemble, checks.row_holdout, run.predicted_rows)
+    checks.warnings = leaderboard_gap_warnings(leaderboard, metric, checks.holdout, run.shipped_model)
     run.timings["assess_s"] = run.elapsed() - final_end
     summary = write_outputs(run, inputs, leaderboard, checks, final_end)
     for warning in checks.warnings:
         run.progress.warn(warning)
-    run.progress.finish(leaderboard.iloc[0], checks.holdout, run.elapsed())
+    run.progress.finish(shipped_row(leaderboard, run.shipped_model), checks.holdout, run.elapsed())
     return predictor, leaderboard, summary
 
 

@@ -35,7 +35,8 @@ def fold_scores(prediction: np.ndarray, y: np.ndarray, metric: Metric,
 
 
 def select_ensemble(predictions: list[np.ndarray], y: np.ndarray, metric: Metric, rounds: int,
-                    valid_sets: list[np.ndarray], time_limit_s: float = float("inf")) -> EnsembleSelection:
+                    valid_sets: list[np.ndarray], time_limit_s: float = float("inf"),
+                    costs: list[float] | None = None, max_cost: float = float("inf")) -> EnsembleSelection:
     """Weights for ``predictions`` (out-of-fold arrays over all rows), judged on ``valid_sets``.
 
     All ``rounds`` are run and the best round's blend is kept, as Caruana et al. and
@@ -43,7 +44,12 @@ def select_ensemble(predictions: list[np.ndarray], y: np.ndarray, metric: Metric
     Stopping at the first such round left wine_white with two extra-trees members
     (test log loss 0.788); the best of 25 rounds had six (0.744), on the same trials.
     Every round leaves a valid ensemble, so past ``time_limit_s`` the selection
-    stops after the round under way (a fit's budget is fixed; more rounds only refine)."""
+    stops after the round under way (a fit's budget is fixed; more rounds only refine).
+
+    With ``costs`` (each candidate's, e.g. its prediction time), a round picks only among
+    the members so far and the candidates whose cost keeps the members' total within
+    ``max_cost``; with none affordable, the selection is empty."""
+    costs = costs if costs is not None else [0.0] * len(predictions)
     started = time.monotonic()
     counts = np.zeros(len(predictions), dtype=int)
     blend = np.zeros_like(predictions[0], dtype=float)
@@ -52,14 +58,18 @@ def select_ensemble(predictions: list[np.ndarray], y: np.ndarray, metric: Metric
     for step in range(1, rounds + 1):
         if best and time.monotonic() - started > time_limit_s:
             break
-        trials = [fold_scores((blend * (step - 1) + candidate) / step, y, metric, valid_sets)
-                  for candidate in predictions]
-        means = [np.mean(scores) for scores in trials]
-        pick = int(np.argmax(means) if metric.higher_is_better else np.argmin(means))
+        spent = sum(cost for cost, count in zip(costs, counts, strict=True) if count)
+        allowed = [i for i in range(len(predictions)) if counts[i] or spent + costs[i] <= max_cost]
+        if not allowed:
+            break
+        trials = {i: fold_scores((blend * (step - 1) + predictions[i]) / step, y, metric, valid_sets)
+                  for i in allowed}
+        means = {i: np.mean(scores) for i, scores in trials.items()}
+        pick = (max if metric.higher_is_better else min)(allowed, key=lambda i: means[i])
         counts[pick] += 1
         blend = (blend * (step - 1) + predictions[pick]) / step
         if not best or metric.is_better(means[pick], np.mean(best)):
             best, best_counts = trials[pick], counts.copy()
     counts = best_counts
-    total = counts.sum()
+    total = max(1, counts.sum())
     return EnsembleSelection({i: c / total for i, c in enumerate(counts) if c}, best)

@@ -29,6 +29,7 @@ from automl.calibration import Temperature, calibrate
 from automl.data import TrainingData
 from automl.ensemble import EnsembleSelection, select_ensemble
 from automl.errors import InputError
+from automl.inference import InferenceBudget
 from automl.metrics import Metric
 from automl.models import get_family
 from automl.outputs import model_name
@@ -79,12 +80,32 @@ def ensemble_candidates(run: Run, metric: Metric) -> list[TrialOutcome]:
 def select_members(run: Run, data: TrainingData, folds: Folds,
                    metric: Metric) -> tuple[list[TrialOutcome], list[float], list[float] | None]:
     """The ensemble when it beats the best trial and its final model fits in the time left;
-    otherwise the best trial alone (the leaderboard's top single model).
+    otherwise the best trial alone (the leaderboard's top single model). Where the inference
+    budget (``automl.inference``) rules those out, the best within it.
     Returns the members, their weights, and the ensemble's fold scores (None: no ensemble)."""
     ranked = run.best_outcomes(metric)
     if not ranked:
         raise InputError(f"no trial finished within budget.time_s={run.spec.budget.time_s:g}; "
                          "give the run more time")
+    budget = run.inference_budget(ranked[0], folds, len(data.y))
+    members, weights, scores = _unlimited_members(run, ranked, data, folds, metric)
+    run.inference = {"asked": run.spec.predict.max_ms_per_row, "max_ms_per_row": _finite(budget.max_ms_per_row)}
+    if budget.fits(members, refit=False):
+        return members, weights, scores
+    unlimited_score = float(np.mean(scores)) if scores is not None else ranked[0].cv_score
+    members, weights, scores, run.refit_for_budget = _members_within(run, budget, data, folds, metric)
+    run.ensemble_note += f"; within predict.max_ms_per_row={budget.max_ms_per_row:.4g}"
+    run.inference["unlimited_cv_score"] = unlimited_score
+    return members, weights, scores
+
+
+def _finite(value: float) -> float | None:
+    return value if np.isfinite(value) else None
+
+
+def _unlimited_members(run: Run, ranked: list[TrialOutcome], data: TrainingData, folds: Folds,
+                       metric: Metric) -> tuple[list[TrialOutcome], list[float], list[float] | None]:
+    """The ensemble, or the best trial alone, with no inference budget."""
     best_alone = [ranked[0]], [1.0], None
     if not run.spec.ensemble.enabled or len(ranked) < 2:
         run.ensemble_note = "disabled in the spec" if not run.spec.ensemble.enabled else "one trial finished"
@@ -110,12 +131,47 @@ def select_members(run: Run, data: TrainingData, folds: Folds,
     return members, list(selection.weights.values()), selection.fold_scores
 
 
+def _members_within(run: Run, budget: InferenceBudget, data: TrainingData,
+                    folds: Folds, metric: Metric) -> tuple[list[TrialOutcome], list[float], list[float] | None, bool]:
+    """The best blend (or single trial, without an ensemble) within ``budget``: of the fold
+    models bagged, or refit on all rows where that scores better within it (its score is
+    estimated from the fold models, as AutoGluon's refit_full does). With no trial within
+    the budget even refit, the fastest one, refit. Returns the members, weights, fold scores
+    (None: a single trial) and whether they are all refit."""
+    candidates = ensemble_candidates(run, metric)  # the trials whose out-of-fold predictions were kept
+    rounds = run.spec.ensemble.size if run.spec.ensemble.enabled else 1
+    until = time.monotonic() + select_limit_s(run.spec)
+    choices = []
+    for refit in ([False] if not budget.refit_forced else []) + [True]:
+        affordable = [c for c in candidates if budget.fits([c], refit)]
+        if affordable:
+            costs = [budget.member_ms(c, refit) for c in affordable]
+            members, selection = _blend(run, affordable, data, folds, metric, until, rounds, costs,
+                                        budget.max_ms_per_row)
+            choices.append((members, selection, refit))
+    if not choices:
+        fastest = min(candidates, key=budget.model_ms)
+        run.ensemble_note = (f"no model predicts within predict.max_ms_per_row={budget.max_ms_per_row:.4g}: "
+                             f"the fastest, {model_name(fastest)} ({budget.model_ms(fastest):.4g} ms a row), refit")
+        run.progress.warn(run.ensemble_note)
+        return [fastest], [1.0], None, True
+    members, selection, refit = choices[0]
+    if len(choices) > 1 and metric.is_better(choices[1][1].score, selection.score):
+        members, selection, refit = choices[1]
+    run.ensemble_note = f"{len(members)} member{'s' if len(members) > 1 else ''}" + (", refit" if refit else "")
+    if len(members) == 1:
+        return members, [1.0], None, refit
+    return members, list(selection.weights.values()), selection.fold_scores, refit
+
+
 def _blend(run: Run, candidates: list[TrialOutcome], data: TrainingData, folds: Folds, metric: Metric,
-           until: float) -> tuple[list[TrialOutcome], EnsembleSelection]:
+           until: float, rounds: int | None = None, costs: list[float] | None = None,
+           max_cost: float = np.inf) -> tuple[list[TrialOutcome], EnsembleSelection]:
     """The greedy ensemble of ``candidates`` (see ``automl.ensemble``), selected until
-    the monotonic time ``until``, and its members."""
-    selection = select_ensemble([c.oof for c in candidates], data.y, metric, run.spec.ensemble.size,
-                                [valid for _, valid in folds.splits], time_limit_s=until - time.monotonic())
+    the monotonic time ``until``, and its members; ``costs`` and ``max_cost`` as there."""
+    selection = select_ensemble([c.oof for c in candidates], data.y, metric, rounds or run.spec.ensemble.size,
+                                [valid for _, valid in folds.splits], time_limit_s=until - time.monotonic(),
+                                costs=costs, max_cost=max_cost)
     return [candidates[i] for i in selection.weights], selection
 
 
@@ -143,7 +199,8 @@ def final_members(run: Run, data: TrainingData, members: list[TrialOutcome], wei
     OpenMP threads that sleep at barriers (``automl/__init__``), two threads fit soybean's
     LightGBM in 14.5 s against 0.9 s on one, and adult's in 8.3 s against 1.5 s, so refits
     on every core ran far past their estimates and stopped short (25 of 245 rounds)."""
-    refit_all = (refits_all(members, refit_share, run.spec.budget.time_s, len(data.y), run.spec.predict.refit_full)
+    asked = run.spec.predict.refit_full or run.refit_for_budget
+    refit_all = (refits_all(members, refit_share, run.spec.budget.time_s, len(data.y), asked)
                  and final_cost_s(members, refit_share, run.holdout_share, refit_all=True) <= run.refit_time_left_s())
     to_refit = [outcome for outcome in members if refit_all or outcome.fold_models is None]
     run.final_model = "bagged" if not to_refit else "refit" if len(to_refit) == len(members) else "mixed"

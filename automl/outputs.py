@@ -58,27 +58,30 @@ def model_name(outcome: TrialOutcome) -> str:
 
 
 def ensemble_row(members: list[TrialOutcome], weights: list[float], fold_scores: list[float],
-                  holdout_score: float) -> dict:
+                  holdout_score: float, ms_per_row: float) -> dict:
     return {"model": "ensemble", "family": "ensemble", "train_score": float("nan"),
             "cv_score": float(np.mean(fold_scores)), "holdout_score": holdout_score,
             "cv_std": float(np.std(fold_scores)),
             "fit_time_s": round(sum(m.fit_time_s for m in members), 3),
             "predict_time_s": round(sum(m.predict_time_s for m in members), 3),
-            "n_trials_family": len(members),
+            "predict_ms_per_row": ms_per_row, "n_trials_family": len(members),
             "params": json.dumps({model_name(m): round(w, 4) for m, w in zip(members, weights, strict=True)}),
             "trial": -1}
 
 
 def build_leaderboard(outcomes: list[TrialOutcome], metric: Metric, ensemble_row: dict | None,
-                      holdout: dict[int, float] | None = None) -> pd.DataFrame:
+                      holdout: dict[int, float] | None = None, predicted_rows: int = 0) -> pd.DataFrame:
     """One row per completed trial (and the ensemble), best CV score first. ``train_score``
     is the fold models' mean score on their own training rows; ``holdout_score`` their
-    mean prediction's score on the holdout (NaN without one)."""
+    mean prediction's score on the holdout (NaN without one); ``predict_ms_per_row`` one
+    fitted model's time per row as the trial predicted its ``predicted_rows`` validation
+    rows (the ensemble's: the final model's, from its members')."""
     holdout = holdout or {}
     per_family = pd.Series([o.family for o in outcomes]).value_counts().to_dict()
     rows = [{"model": model_name(o), "family": o.family, "train_score": o.train_score, "cv_score": o.cv_score,
              "holdout_score": holdout.get(o.number, float("nan")), "cv_std": o.cv_std,
              "fit_time_s": round(o.fit_time_s, 3), "predict_time_s": round(o.predict_time_s, 3),
+             "predict_ms_per_row": 1000 * o.predict_time_s / max(1, predicted_rows),
              "n_trials_family": per_family[o.family], "params": json.dumps(o.params, sort_keys=True),
              "trial": o.number}
             for o in outcomes if o.status == COMPLETE]
@@ -91,9 +94,15 @@ def build_leaderboard(outcomes: list[TrialOutcome], metric: Metric, ensemble_row
     return board
 
 
-def leaderboard_gap_warnings(leaderboard: pd.DataFrame, metric: Metric, holdout: dict | None) -> list[str]:
-    """Large gaps of the best model: its train, CV and holdout scores."""
-    best = leaderboard.iloc[0]
+def shipped_row(leaderboard: pd.DataFrame, shipped: str) -> pd.Series:
+    """The leaderboard's row of the model in model/ (its top, unless the inference budget ruled that out)."""
+    return leaderboard[leaderboard["model"] == shipped].iloc[0]
+
+
+def leaderboard_gap_warnings(leaderboard: pd.DataFrame, metric: Metric, holdout: dict | None,
+                             shipped: str) -> list[str]:
+    """Large gaps of the shipped model: its train, CV and holdout scores."""
+    best = shipped_row(leaderboard, shipped)
     holdout_score = holdout["score"] if holdout else None
     return gap_warnings(best["model"], float(best["train_score"]), float(best["cv_score"]), float(best["cv_std"]),
                         holdout_score, metric)
@@ -102,13 +111,13 @@ def leaderboard_gap_warnings(leaderboard: pd.DataFrame, metric: Metric, holdout:
 def run_summary(run: Run, inputs: Inputs, leaderboard: pd.DataFrame, checks: Checks) -> dict[str, Any]:
     spec, data, metric, folds = run.spec, inputs.data, inputs.metric, inputs.folds
     counts = pd.Series([o.status for o in run.outcomes]).value_counts().to_dict()
-    best = leaderboard.iloc[0]
+    best = shipped_row(leaderboard, run.shipped_model)
     return {
         "name": spec.name,
         "task": data.task,
         "metric": metric.name,
         "higher_is_better": metric.higher_is_better,
-        "best_model": best["model"],  # what model/ holds: select_members picks the leaderboard's top
+        "best_model": best["model"],  # what model/ holds
         "cv_score": float(best["cv_score"]),
         "holdout": checks.holdout,
         "warnings": (inputs.profile.warnings + list(inputs.folds.warnings) + run.machinery_warnings
@@ -120,6 +129,7 @@ def run_summary(run: Run, inputs: Inputs, leaderboard: pd.DataFrame, checks: Che
         "resumed": run.resumed,
         "final_model": run.final_model,
         "refit_full": {"asked": spec.predict.refit_full, "done": run.final_model == "refit"},
+        "inference": run.inference,
         "backend": run.backend,
         "memory_gb_per_trial": round(run.memory.per_trial_bytes / GIB, 3) if run.memory else None,
         "plan": run.plan.describe(),

@@ -37,6 +37,9 @@ class Progress:
             else:
                 print(message, file=sys.stderr, flush=True)
 
+    def note(self, message: str) -> None:
+        self._log(message)
+
     def warn(self, message: str) -> None:
         self._log(f"warning: {message}")
 

@@ -99,7 +99,21 @@ class PredictSpec(_Section):
     refit_full: bool = Field(
         False, description="Refit every member of the final model on all rows, one model each instead of its fold "
                             "models (AutoGluon's refit_full): faster predictions and a smaller model folder, for a "
-                            "little accuracy. Without it, members are refit only on small data.")
+                            "little accuracy. Without it, members are refit only on small data, or where "
+                            "max_ms_per_row asks for it.")
+    max_ms_per_row: float | Literal["auto"] | None = Field(
+        "auto", description="An inference budget: milliseconds per row the final model may take to predict a batch "
+                            "on one core, as the trials measured it. The ensemble's members, and bagged fold models "
+                            "against a refit, are chosen within it for the least loss of CV score. auto: on "
+                            "20,000 training rows or more, what the best single model refit takes; below, no "
+                            "limit. null: no limit.")
+
+    @field_validator("max_ms_per_row")
+    @classmethod
+    def _positive(cls, limit: float | str | None) -> float | str | None:
+        if isinstance(limit, float) and not limit > 0:
+            raise ValueError("must be a positive number of milliseconds, 'auto' or null")
+        return limit
 
 
 RAY_ADDRESS = re.compile(r"^(auto|(ray://)?[A-Za-z0-9.\-\[\]:]+:\d{1,5})$")
@@ -329,6 +343,7 @@ ensemble:
   size: 25                        # greedy selection rounds
 predict:
   refit_full: false               # true: each member refit on all rows (faster, smaller model; bagged otherwise)
+  max_ms_per_row: auto            # inference budget, ms a row on one core; auto: large tables as fast as one model
 hardware:
   backend: auto                   # auto: Ray for a cluster or GPUs; else local processes
   ray_address: null               # null: Ray on this machine; "auto" or "HOST:PORT": a cluster

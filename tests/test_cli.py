@@ -12,7 +12,7 @@ from automl.cli import run_command
 from tests.conftest import automl_cli, write_spec
 
 LEADERBOARD_COLUMNS = ["rank", "model", "family", "train_score", "cv_score", "holdout_score", "cv_std",
-                       "fit_time_s", "predict_time_s",
+                       "fit_time_s", "predict_time_s", "predict_ms_per_row",
                        "n_trials_family", "params"]
 
 
