@@ -67,6 +67,11 @@ class Member:
     estimator: Any
 
 
+def usable_cpus() -> int:
+    """The cores this process may run on (its CPU affinity: taskset, a container's CPU set)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
 @dataclass
 class Predictor:
     schema: FeatureSchema
@@ -105,11 +110,11 @@ class Predictor:
 
     def _threads_for(self, rows: int):
         """Set the members' thread counts for a batch of ``rows``: one for a small batch
-        (SMALL_BATCH_ROWS), else this machine's cores (not those of the machine that fit
-        it). Model parameters change only when the count does; the limit on OpenMP and
+        (SMALL_BATCH_ROWS), else the cores this process may use (not those of the machine
+        that fit it). Model parameters change only when the count does; the limit on OpenMP and
         BLAS pools comes from a controller made once (threadpoolctl's own context manager
         inspects the loaded libraries on every call: 4 ms)."""
-        threads = 1 if rows < SMALL_BATCH_ROWS else os.cpu_count() or 1
+        threads = 1 if rows < SMALL_BATCH_ROWS else usable_cpus()
         if self._threads != threads:
             for member in self.members:
                 with_threads(member.estimator, threads)

@@ -167,22 +167,23 @@ class RunClock:
         cost more are not all refit); otherwise to refit the likely members
         (``likely_members``, best first) whose fold models were not kept, or only the best
         where those refits would take more than ENSEMBLE_RESERVE_SHARE of the budget (the
-        ensemble is then made only if its refits fit in what is left). ``refit_expected``
-        (``predict.refit_full``, or an inference budget the fold models bagged exceed)
-        counts as cheap refits do. The budget is never
+        ensemble is then made only if its refits fit in what is left). Where the inference
+        budget will likely have the members refit (``refit_expected``: their fold models
+        bagged exceed it), every likely member's refit counts, kept fold models or not. The
+        budget is never
         extended: the first trials are made small enough to finish early (``TrialClock``),
         and they stop growing at their time limit."""
         if not likely_members:
             return max(self.hard_deadline - self.end_reserve_s(), self.search_started + MIN_SEARCH_S)
         budget_s = self.spec.budget.time_s
-        if refits_all(likely_members, refit_share, budget_s, n_rows, refit_expected):
+        if refits_all(likely_members, refit_share, budget_s, n_rows, self.spec.predict.refit_full):
             likely_cost = final_cost_s(likely_members, refit_share, self.holdout_share, refit_all=True)
             cost = min(final_cost_s(candidates, refit_share, self.holdout_share, refit_all=True),
                        max(REFIT_ALL_SHARE * budget_s, likely_cost))
         else:
-            cost = final_cost_s(likely_members, refit_share, self.holdout_share)
+            cost = final_cost_s(likely_members, refit_share, self.holdout_share, refit_expected)
             if cost > ENSEMBLE_RESERVE_SHARE * budget_s:
-                cost = final_cost_s(likely_members[:1], refit_share, self.holdout_share)
+                cost = final_cost_s(likely_members[:1], refit_share, self.holdout_share, refit_expected)
         return self.hard_deadline - self.end_reserve_s() - cost
 
     def end_reserve_s(self) -> float:

@@ -91,20 +91,39 @@ def predict(model_dir: Path = typer.Argument(..., help="A model folder or its ru
             proba: bool = typer.Option(False, "--proba", help="Class probabilities instead of labels."),
             id_column: str = typer.Option(None, "--id", help="Pass this column through to the output, first."),
             chunk_rows: int = typer.Option(CHUNK_ROWS, "--chunk-rows", min=1,
-                                           help="Rows read and predicted at a time (bounds memory).")) -> None:
+                                           help="Rows read and predicted at a time (bounds memory)."),
+            ray_address: str = typer.Option(None, "--ray-address",
+                                            help="Predict the chunks on this Ray cluster's workers.")) -> None:
     """Predict new rows; one output row per input row, in input order. The file is read
     and predicted in chunks, so a file larger than memory goes through."""
     from automl.artifact import load_predictor
-    from automl.batch_prediction import predict_file
+    from automl.batch_prediction import predict_file, predict_file_on_ray
 
     predictor = load_predictor(model_dir)
+    if ray_address is not None:
+        check_ray_address(ray_address)
+
+    def write(handle) -> None:
+        if ray_address is None:
+            predict_file(predictor, data, handle, proba, id_column, chunk_rows)
+        else:
+            predict_file_on_ray(predictor, data, handle, ray_address, proba, id_column, chunk_rows)
+
     if out is None:
-        predict_file(predictor, data, sys.stdout, proba, id_column, chunk_rows)
+        write(sys.stdout)
         return
     from automl import atomic
 
     with atomic.atomic_path(out) as staged, open(staged, "w", newline="") as handle:
-        predict_file(predictor, data, handle, proba, id_column, chunk_rows)
+        write(handle)
+
+
+def check_ray_address(address: str) -> None:
+    """A cluster address as the spec's ``hardware.ray_address`` takes it, or a one-line error."""
+    from automl.spec import RAY_ADDRESS
+
+    if not RAY_ADDRESS.match(address.strip()):
+        raise InputError(f"--ray-address {address!r}: expected 'auto', 'HOST:PORT' or 'ray://HOST:PORT'")
 
 
 @app.command()
@@ -226,13 +245,16 @@ def serve(model_dir: Path = typer.Argument(..., help="A model folder or its run 
           host: str = typer.Option("127.0.0.1", "--host", help="Listen on this address (0.0.0.0: every one)."),
           port: int = typer.Option(8000, "--port", min=1, max=65535),
           replicas: int = typer.Option(1, "--replicas", min=1, help="Copies of the model answering requests."),
-          address: str = typer.Option(None, "--address", help="Serve on this Ray cluster instead of locally."),
+          address: str = typer.Option(None, "--ray-address", "--address",
+                                      help="Serve on this Ray cluster instead of locally."),
           max_body_mb: float = typer.Option(32, "--max-body-mb", min=0.001,
                                             help="Refuse request bodies larger than this (413).")) -> None:
     """Serve predictions over HTTP with Ray Serve: POST /predict (JSON records or CSV),
     GET /health, GET /schema. Runs until Ctrl-C."""
     from automl.serving import serve as serve_model
 
+    if address is not None:
+        check_ray_address(address)
     serve_model(model_dir, host, port, replicas, address, int(max_body_mb * 2**20))
 
 

@@ -144,6 +144,10 @@ class Run(RunClock):
         score = float(np.mean(ensemble_scores)) if ensemble_scores is not None else members[0].cv_score
         self.inference |= {"ms_per_row": self.budget.final_ms(members, [m.estimator for m in fitted]),
                            "cv_score": score}
+        limit = self.budget.max_ms_per_row
+        if self.inference["ms_per_row"] > limit * (1 + 1e-9):
+            self.progress.warn(f"the final model takes ~{self.inference['ms_per_row']:.4g} ms a row, over "
+                               f"predict.max_ms_per_row={limit:.4g}: no time was left to refit its members")
         if "unlimited_cv_score" in self.inference:
             lost = abs(self.inference["unlimited_cv_score"] - score)
             self.inference["cv_score_lost"] = lost

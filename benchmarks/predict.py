@@ -16,14 +16,22 @@ beside its figures.
 ``--rows N`` instead checks ``automl predict`` on an N-row file (CSV and Parquet) of
 generated data, fitted on a sample: wall time and peak memory of the command.
 
+``--max-ms-per-row X`` instead fits each dataset twice, with no inference budget and
+with ``predict.max_ms_per_row: X``, and measures the model shipped within the budget as
+the budget counts: its batch time a row on the test split, on one core. It prints that
+against the budget, and the score lost: on the test split, and the CV score the fit
+recorded (run.json's ``inference``).
+
     python benchmarks/predict.py [--runs DIR] [--time-s 60] [--only adult]
     python benchmarks/predict.py --rows 1000000
+    python benchmarks/predict.py --max-ms-per-row 0.01 [--only adult diamonds]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import pickle
 import subprocess
 import sys
@@ -49,13 +57,15 @@ ADULT_BARS = {"batch_s": 0.4, "p50_ms": 10.0, "folder_mb": 5.0}
 MAX_PREDICT_RSS_GB = 1.0
 
 
-def fit_run(entry: dict, datasets: Path, time_s: float, runs: Path) -> Path:
-    """The run folder for ``entry``: the one already there, or a new fit."""
+def fit_run(entry: dict, datasets: Path, time_s: float, runs: Path, predict: dict | None = None) -> Path:
+    """The run folder for ``entry``: the one already there, or a new fit (with ``predict`` as the spec's section)."""
     run = runs / entry["name"]
     if (run / "run.json").is_file():
         return run
+    runs.mkdir(parents=True, exist_ok=True)
     spec = {"name": entry["name"], "data": {"train": str(datasets / entry["train"]), "target": entry["target"]},
-            "task": entry["task"], "metric": entry["metric"], "budget": {"time_s": time_s}, "output": str(run)}
+            "task": entry["task"], "metric": entry["metric"], "budget": {"time_s": time_s}, "output": str(run),
+            "predict": predict or {}}
     spec_path = runs / f"{entry['name']}.yaml"
     spec_path.write_text(yaml.safe_dump(spec))
     subprocess.run([*AUTOML, "fit", str(spec_path), "--quiet", "--overwrite"], check=True, stdout=subprocess.DEVNULL)
@@ -130,6 +140,48 @@ def shared_datasets(args: argparse.Namespace) -> None:
                 print(f"{'':<13} adult bars: {'; '.join(over) if over else 'all hold'}")
 
 
+def one_core_ms_per_row(run: Path, entry: dict, test: pd.DataFrame) -> float:
+    """The model's batch time a row on the test split (best of three), pinned to one core."""
+    predictor = load_predictor(run)
+    X = test.drop(columns=[entry["target"]])
+    cores = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {min(cores)})
+    try:
+        predictor.predict_matrix(X.head(5))
+        return 1000 * min(_seconds(predictor.predict_matrix, X) for _ in range(3)) / len(X)
+    finally:
+        os.sched_setaffinity(0, cores)
+
+
+def budget_check(args: argparse.Namespace) -> None:
+    """Each dataset fitted with no inference budget and with ``--max-ms-per-row``: the
+    budgeted model's one-core cost against the budget, and the score it lost."""
+    manifest = [e for e in json.loads((args.datasets / "manifest.json").read_text())
+                if not args.only or e["name"] in args.only]
+    runs = args.runs or Path(tempfile.mkdtemp(prefix="automl-budget-"))
+    limit = args.max_ms_per_row
+    print(f"{'dataset':<13} {'budget':>7} {'ms/row':>8} {'holds':>5} {'test':>9} {'unlimited':>9} {'lost':>8} "
+          f"{'cv lost':>8} final model")
+    for entry in manifest:
+        test = pd.read_csv(args.datasets / entry["test"], skipinitialspace=True)
+        unlimited = fit_run(entry, args.datasets, args.time_s, runs / "unlimited", {"max_ms_per_row": None})
+        within = fit_run(entry, args.datasets, args.time_s, runs / f"within-{limit:g}", {"max_ms_per_row": limit})
+        scores = {}
+        for name, run in (("unlimited", unlimited), ("within", within)):
+            predictor = load_predictor(run)
+            X = test.drop(columns=[entry["target"]])
+            prediction = (pd.DataFrame({"prediction": predictor.predict(X)}) if entry["task"] == "regression"
+                          else predictor.predict_proba(X))
+            scores[name] = score(entry["metric"], test[entry["target"]], prediction)
+        ms = one_core_ms_per_row(within, entry, test)
+        summary = json.loads((within / "run.json").read_text())
+        cv_lost = summary["inference"].get("cv_score_lost", 0.0)
+        lost = (scores["unlimited"] - scores["within"]) * (1 if summary["higher_is_better"] else -1)
+        print(f"{entry['name']:<13} {limit:>7.4g} {ms:>8.4f} {'yes' if ms <= limit else 'NO':>5} "
+              f"{scores['within']:>9.4f} {scores['unlimited']:>9.4f} {lost:>8.4f} "
+              f"{cv_lost:>8.4f} {summary['final_model']}: {summary['ensemble']}", flush=True)
+
+
 def large_file(rows: int, folder: Path) -> None:
     """``automl predict`` on an N-row file: wall seconds and peak memory (summed RSS)."""
     table = make_table("binary", rows + 20_000, seed=1)
@@ -170,8 +222,11 @@ def main() -> None:
     parser.add_argument("--time-s", type=float, default=60)
     parser.add_argument("--runs", type=Path, help="run folders to reuse (one per dataset name), or to fit into")
     parser.add_argument("--rows", type=int, help="check automl predict on a generated file of this many rows")
+    parser.add_argument("--max-ms-per-row", type=float, help="check the inference budget at this many ms a row")
     args = parser.parse_args()
-    if args.rows:
+    if args.max_ms_per_row:
+        budget_check(args)
+    elif args.rows:
         with tempfile.TemporaryDirectory(prefix="automl-predict-") as tmp:
             large_file(args.rows, Path(tmp))
     else:

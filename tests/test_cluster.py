@@ -8,6 +8,7 @@ nothing here leaves the machine.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import signal
@@ -130,6 +131,28 @@ def test_a_worker_node_without_automl_installed_runs_trials(tmp_path, binary_fra
     complete = [t for t in summary["trial_log"] if t["status"] == "complete"]
     assert complete, [t["error"] for t in summary["trial_log"]]
     assert all(t["resources"]["num_cpus"] >= 1 for t in complete)  # so they ran on the worker node
+
+    # automl predict spreads a file's chunks over the cluster (the head has no CPU: the worker
+    # predicts them all) and writes them in input order, as a local predict does
+    rows = binary_frame.drop(columns=["target"]).assign(row_id=range(len(binary_frame)))
+    rows.to_csv(tmp_path / "rows.csv", index=False)
+
+    def predict(data: str, *options: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "automl", "predict", str(tmp_path / "run"), data, "--proba",
+                               "--id", "row_id", "--chunk-rows", "100", *options], env=CLUSTER_ENV,
+                              capture_output=True, text=True, timeout=240, cwd=tmp_path)
+
+    spread = predict(str(tmp_path / "rows.csv"), "--ray-address", cluster_with_a_bare_worker)
+    assert spread.returncode == 0, spread.stderr
+    assert spread.stdout == predict(str(tmp_path / "rows.csv")).stdout
+    assert pd.read_csv(io.StringIO(spread.stdout))["row_id"].tolist() == list(range(len(binary_frame)))
+    first = rows.columns[0]
+    rows[first] = rows[first].astype(object)
+    rows.loc[450, first] = "broken"  # in the fifth chunk: the worker's refusal is the usual one-line error
+    rows.to_csv(tmp_path / "broken.csv", index=False)
+    refused = predict(str(tmp_path / "broken.csv"), "--ray-address", cluster_with_a_bare_worker)
+    (line,) = refused.stderr.strip().splitlines()
+    assert refused.returncode == 2 and line.startswith(f"error: column '{first}'") and "'broken'" in line
 
 
 def _fit_on(cluster: Cluster, spec: Path) -> subprocess.Popen:

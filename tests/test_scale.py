@@ -270,14 +270,16 @@ def test_the_search_waits_for_the_ensembles_refits_only_while_they_are_cheap():
         return TrialOutcome(number, "lightgbm", {}, COMPLETE, fold_scores=[score], fit_time_s=fit_time_s,
                             fold_models=[b"model"] if bagged else None)
 
-    def deadline():
+    def deadline(refit_expected=False):
         return run.search_deadline(run.likely_members(metric), ensemble_candidates(run, metric), refit_share=1.0,
-                                   n_rows=1_000)
+                                   n_rows=1_000, refit_expected=refit_expected)
 
     run.outcomes = [trial(0, 0.98, 30.0, bagged=True), trial(1, 0.97, 10.0, bagged=False),
                     trial(2, 0.96, 10.0, bagged=False), trial(3, 0.95, 10.0, bagged=True)]
     # the likely members' refits (50 s) are over 15% of the budget: those whose fold models were not kept (20 s)
     assert deadline() == pytest.approx(300 - run.end_reserve_s() - 20.0)
+    # unless the inference budget will have them refit: every likely member's refit (50 s)
+    assert deadline(refit_expected=True) == pytest.approx(300 - run.end_reserve_s() - 50.0)
     run.outcomes[2].fit_time_s = 60.0  # 70 s to refit, over 20% of the budget: only the best (bagged: no refit)
     assert deadline() == pytest.approx(300 - run.end_reserve_s())
     for outcome in run.outcomes:  # 20 s in all, within 15% of the budget: every candidate refit, bagged ones too
