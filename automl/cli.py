@@ -178,15 +178,16 @@ INTERRUPTED_EXIT = 130
 
 @app.command()
 def drift(model_dir: Path = typer.Argument(..., help="A model folder or its run folder."),
-          data: Path = typer.Argument(..., help="New CSV or Parquet data."),
+          data: Path = typer.Argument(..., help="New CSV or Parquet data, or an automl serve --log folder."),
           as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
           fail_on_drift: bool = typer.Option(False, "--fail-on-drift",
                                              help=f"Exit {DRIFT_EXIT} when the verdict is drift.")) -> None:
     """Per-column drift of new data against the training data (PSI, and KS for numbers)."""
     from automl.data import load_table
     from automl.drift import compare, load_reference
+    from automl.request_log import read_log
 
-    result = compare(load_reference(model_dir), load_table(data))
+    result = compare(load_reference(model_dir), read_log(data) if data.is_dir() else load_table(data))
     if as_json:
         print(json.dumps(result, indent=2))
     else:
@@ -248,14 +249,18 @@ def serve(model_dir: Path = typer.Argument(..., help="A model folder or its run 
           address: str = typer.Option(None, "--ray-address", "--address",
                                       help="Serve on this Ray cluster instead of locally."),
           max_body_mb: float = typer.Option(32, "--max-body-mb", min=0.001,
-                                            help="Refuse request bodies larger than this (413).")) -> None:
+                                            help="Refuse request bodies larger than this (413)."),
+          log: Path = typer.Option(None, "--log", help="Write the rows scored, and the answers, to Parquet "
+                                                       "files in this folder (automl drift reads it)."),
+          log_max_mb: float = typer.Option(1024, "--log-max-mb", min=1,
+                                           help="The request log's size cap: the oldest files go past it.")) -> None:
     """Serve predictions over HTTP with Ray Serve: POST /predict (JSON records or CSV),
-    GET /health, GET /schema. Runs until Ctrl-C."""
+    GET /health, GET /schema, GET /metrics (Prometheus). Runs until Ctrl-C."""
     from automl.serving import serve as serve_model
 
     if address is not None:
         check_ray_address(address)
-    serve_model(model_dir, host, port, replicas, address, int(max_body_mb * 2**20))
+    serve_model(model_dir, host, port, replicas, address, int(max_body_mb * 2**20), log, int(log_max_mb * 2**20))
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:

@@ -89,18 +89,42 @@ def select_members(run: Run, data: TrainingData, folds: Folds,
                          "give the run more time")
     budget = run.inference_budget(ranked[0], folds, len(data.y))
     members, weights, scores = _unlimited_members(run, ranked, data, folds, metric)
-    run.inference = {"asked": run.spec.predict.max_ms_per_row, "max_ms_per_row": _finite(budget.max_ms_per_row)}
+    run.inference = {"asked": run.spec.predict.max_ms_per_row, "max_ms_per_row": None}
     if budget.fits(members, refit=False):
         return members, weights, scores
-    unlimited_score = float(np.mean(scores)) if scores is not None else ranked[0].cv_score
-    members, weights, scores, run.refit_for_budget = _members_within(run, budget, data, folds, metric)
+    unlimited = list(scores) if scores is not None else ranked[0].fold_scores
+    note = run.ensemble_note
+    chosen = _members_within(run, budget, data, folds, metric)
+    if run.spec.predict.max_ms_per_row == "auto":
+        chosen, budget = _auto_choice(run, budget, chosen, members, unlimited, data, folds, metric)
+        if chosen is None:  # nothing cheaper scored within the tolerance: the model as chosen with no budget
+            run.ensemble_note = note
+            return members, weights, scores
+    members, weights, scores, run.refit_for_budget = chosen
     run.ensemble_note += f"; within predict.max_ms_per_row={budget.max_ms_per_row:.4g}"
-    run.inference["unlimited_cv_score"] = unlimited_score
+    run.inference |= {"max_ms_per_row": budget.max_ms_per_row, "unlimited_cv_score": float(np.mean(unlimited))}
     return members, weights, scores
 
 
-def _finite(value: float) -> float | None:
-    return value if np.isfinite(value) else None
+def _auto_choice(run: Run, budget: InferenceBudget, chosen: tuple, unlimited_members: list[TrialOutcome],
+                 unlimited_scores: list[float], data: TrainingData, folds: Folds,
+                 metric: Metric) -> tuple[tuple | None, InferenceBudget]:
+    """``max_ms_per_row: auto`` on a large table: the model chosen within the smallest budget,
+    from the best single model's cost refit and doubling, whose CV score is within one
+    standard error of the unlimited model's (the one-standard-error rule of Breiman et al.;
+    the error from the unlimited model's fold scores). None when no budget below the
+    unlimited model's own cost gets there."""
+    tolerance = float(np.std(unlimited_scores, ddof=1) / np.sqrt(len(unlimited_scores))) if len(
+        unlimited_scores) > 1 else 0.0
+    target = float(np.mean(unlimited_scores))
+    ceiling = budget.cost_ms(unlimited_members, refit=False)
+    while budget.max_ms_per_row < ceiling:
+        score = float(np.mean(chosen[2])) if chosen[2] is not None else chosen[0][0].cv_score
+        if abs(target - score) <= tolerance or metric.is_better(score, target):
+            return chosen, budget
+        budget = budget.scaled(2.0)
+        chosen = _members_within(run, budget, data, folds, metric)
+    return None, budget
 
 
 def _unlimited_members(run: Run, ranked: list[TrialOutcome], data: TrainingData, folds: Folds,

@@ -36,6 +36,9 @@ import pandas as pd
 
 from automl.artifact import Predictor, load_predictor
 from automl.errors import InputError
+from automl.request_log import DEFAULT_MAX_MB, RequestLog
+from automl.serve_metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from automl.serve_metrics import ServiceMetrics, row_flags
 
 MAX_BODY_BYTES = 32 * 2**20
 """The largest request body accepted by default (``automl serve --max-body-mb``)."""
@@ -54,26 +57,38 @@ class BadRequest(Exception):
 
 
 class PredictionService:
-    """Predictions for HTTP requests, from one loaded model."""
+    """Predictions for HTTP requests, from one loaded model; what it answered counted for
+    ``GET /metrics`` (``automl.serve_metrics``), and the rows it scored written to
+    ``request_log`` when there is one (``automl.request_log``)."""
 
-    def __init__(self, predictor: Predictor, max_body_bytes: int = MAX_BODY_BYTES):
+    def __init__(self, predictor: Predictor, max_body_bytes: int = MAX_BODY_BYTES,
+                 request_log: RequestLog | None = None):
         self.predictor = predictor
         self.max_body_bytes = max_body_bytes
+        self.request_log = request_log
+        self.metrics = ServiceMetrics()
 
-    def handle(self, method: str, path: str, body: bytes, content_type: str) -> tuple[int, dict[str, Any]]:
-        """The status and JSON payload answering one request."""
+    def handle(self, method: str, path: str, body: bytes, content_type: str) -> tuple[int, dict[str, Any] | str]:
+        """The status and payload answering one request: JSON-able, or text (``/metrics``)."""
+        started = time.perf_counter()
         routes = {"/predict": ("POST", self._predict), "/health": ("GET", self._health),
-                  "/schema": ("GET", self._schema)}
-        route = routes.get("/" + path.strip("/"))
+                  "/schema": ("GET", self._schema), "/metrics": ("GET", self._metrics)}
+        name = "/" + path.strip("/")
+        route = routes.get(name)
         try:
             if route is None:
-                raise BadRequest(404, f"no route {path}: use POST /predict, GET /health or GET /schema")
+                raise BadRequest(404, f"no route {path}: use POST /predict, GET /health, GET /schema or GET /metrics")
             allowed, answer = route
             if method.upper() != allowed:
                 raise BadRequest(405, f"{path} takes {allowed}, not {method.upper()}")
-            return 200, answer(body, content_type)
+            status, payload = 200, answer(body, content_type)
         except BadRequest as refused:
-            return refused.status, {"error": str(refused)}
+            status, payload = refused.status, {"error": str(refused)}
+        self.metrics.record_request(name if route else "other", status, time.perf_counter() - started)
+        return status, payload
+
+    def _metrics(self, body: bytes, content_type: str) -> str:
+        return self.metrics.exposition()
 
     def _health(self, body: bytes, content_type: str) -> dict[str, Any]:
         return {"status": "ok", "task": self.predictor.task, "target": self.predictor.target_name}
@@ -105,9 +120,15 @@ class PredictionService:
         computed from one pass over the members."""
         predictor = self.predictor
         matrix = predictor.predict_matrix(rows)
-        answer = {"predictions": _plain(predictor.predictions_of(matrix))}
+        predictions = predictor.predictions_of(matrix)
+        answer = {"predictions": _plain(predictions)}
         if predictor.task != "regression":
             answer["probabilities"] = [dict(zip(predictor.class_names, row, strict=True)) for row in matrix.tolist()]
+        self.metrics.record_rows(len(rows), *row_flags(predictor.schema, rows))
+        if self.request_log is not None:
+            probabilities = None if predictor.task == "regression" else pd.DataFrame(matrix,
+                                                                                     columns=predictor.class_names)
+            self.request_log.record(rows, predictions, probabilities)
         return answer
 
     @staticmethod
@@ -159,6 +180,18 @@ def check_port_free(host: str, port: int) -> None:
             raise InputError(f"cannot listen on {host}:{port}: {error.strerror or error}") from None
 
 
+def _log_folder(folder: Path) -> Path:
+    """The request log's folder, made if need be, as an absolute path (replicas run elsewhere)."""
+    folder = Path(folder).resolve()
+    if folder.exists() and not folder.is_dir():
+        raise InputError(f"--log {folder} is a file; name a folder for the request log")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise InputError(f"cannot make the request log folder {folder}: {error.strerror or error}") from None
+    return folder
+
+
 def _health_url(host: str, port: int) -> str:
     """``/health`` as this machine reaches it (a wildcard host is reached on loopback)."""
     local = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)
@@ -185,10 +218,10 @@ def wait_until_routed(host: str, port: int, timeout: float = ROUTE_WAIT_SECONDS)
         time.sleep(0.2)
 
 
-def _deployment(max_body_bytes: int):
+def _deployment(max_body_bytes: int, log: Path | None, log_max_bytes: int):
     """The Ray Serve deployment class (Serve is imported only when serving)."""
     from ray import serve
-    from starlette.responses import JSONResponse
+    from starlette.responses import JSONResponse, Response
 
     @serve.deployment(name="automl")
     class ModelServer:
@@ -197,9 +230,10 @@ def _deployment(max_body_bytes: int):
 
             if isinstance(predictor, ray.ObjectRef):  # the model, put once in the object store for every replica
                 predictor = ray.get(predictor)
-            self.service = PredictionService(predictor, max_body_bytes)
+            request_log = RequestLog(log, predictor.schema, log_max_bytes) if log is not None else None
+            self.service = PredictionService(predictor, max_body_bytes, request_log)
 
-        async def __call__(self, request) -> JSONResponse:
+        async def __call__(self, request) -> Response:
             body = bytearray()
             async for part in request.stream():  # stop reading once the body is too large
                 body += part
@@ -207,16 +241,27 @@ def _deployment(max_body_bytes: int):
                     break
             status, payload = self.service.handle(request.method, request.url.path, bytes(body),
                                                   request.headers.get("content-type", ""))
+            if isinstance(payload, str):
+                return Response(payload, status_code=status, media_type=METRICS_CONTENT_TYPE)
             return JSONResponse(payload, status_code=status)
+
+        def __del__(self) -> None:
+            """Serve calls it when the replica stops: the rows still buffered are written."""
+            if getattr(self, "service", None) is not None and self.service.request_log is not None:
+                self.service.request_log.close()
 
     return ModelServer
 
 
 def serve(model_dir: Path, host: str = "127.0.0.1", port: int = 8000, replicas: int = 1,
-          address: str | None = None, max_body_bytes: int = MAX_BODY_BYTES) -> None:
-    """Serve ``model_dir`` until SIGINT or SIGTERM, then stop Serve and the Ray it started."""
+          address: str | None = None, max_body_bytes: int = MAX_BODY_BYTES, log: Path | None = None,
+          log_max_bytes: int = DEFAULT_MAX_MB * 2**20) -> None:
+    """Serve ``model_dir`` until SIGINT or SIGTERM, then stop Serve and the Ray it started;
+    with ``log``, the requests scored are written there (see ``automl.request_log``)."""
     predictor = load_predictor(model_dir)  # a bad folder fails here, before Ray starts
     check_port_free(host, port)
+    if log is not None:
+        log = _log_folder(log)
     from ray import serve as ray_serve
 
     from automl.execution.ray_backend import RayExecutor
@@ -228,12 +273,13 @@ def serve(model_dir: Path, host: str = "127.0.0.1", port: int = 8000, replicas: 
     with RayExecutor(address=address) as ray_session:  # private, on 127.0.0.1, unless address names a cluster
         try:
             ray_serve.start(http_options={"host": host, "port": port})
-            deployment = _deployment(max_body_bytes).options(num_replicas=replicas)
+            deployment = _deployment(max_body_bytes, log, log_max_bytes).options(num_replicas=replicas)
             ray_serve.run(deployment.bind(ray_session.put(predictor)), name="automl", route_prefix="/")
             if address is None:  # on a cluster the proxies run on its nodes, not necessarily this one
                 wait_until_routed(host, port)
-            print(f"serving {model_dir} at http://{host}:{port} (POST /predict, GET /health, GET /schema); "
-                  "Ctrl-C stops", file=sys.stderr, flush=True)
+            print(f"serving {model_dir} at http://{host}:{port} (POST /predict, GET /health, GET /schema, "
+                  f"GET /metrics){f'; logging requests to {log}' if log else ''}; Ctrl-C stops", file=sys.stderr,
+                  flush=True)
             while not stop.wait(0.5):
                 pass
         finally:

@@ -105,8 +105,9 @@ class PredictSpec(_Section):
         "auto", description="An inference budget: milliseconds per row the final model may take to predict a batch "
                             "on one core, as the trials measured it. The ensemble's members, and bagged fold models "
                             "against a refit, are chosen within it for the least loss of CV score. auto: on "
-                            "20,000 training rows or more, what the best single model refit takes; below, no "
-                            "limit. null: no limit.")
+                            "20,000 training rows or more, the cheapest model (from the best single model refit, "
+                            "doubling the budget) whose CV score is within one standard error of the model chosen "
+                            "with no limit; below, no limit. null: no limit.")
 
     @field_validator("max_ms_per_row")
     @classmethod
@@ -343,7 +344,7 @@ ensemble:
   size: 25                        # greedy selection rounds
 predict:
   refit_full: false               # true: each member refit on all rows (faster, smaller model; bagged otherwise)
-  max_ms_per_row: auto            # inference budget, ms a row on one core; auto: large tables as fast as one model
+  max_ms_per_row: auto            # inference budget, ms a row (one core); auto: as cheap as accuracy allows
 hardware:
   backend: auto                   # auto: Ray for a cluster or GPUs; else local processes
   ray_address: null               # null: Ray on this machine; "auto" or "HOST:PORT": a cluster

@@ -108,6 +108,36 @@ def test_the_final_model_is_the_best_blend_within_the_budget_refit_where_bagged_
     assert "no model predicts within predict.max_ms_per_row=0.01" in run.ensemble_note
 
 
+def test_auto_ships_the_cheapest_model_within_one_standard_error_of_the_unlimited_ones_score(monkeypatch):
+    monkeypatch.setattr(inference, "LARGE_TABLE_ROWS", 100)
+    rng = np.random.default_rng(1)
+    frame = pd.DataFrame({"x": rng.normal(size=900), "y": rng.integers(0, 2, 900)})
+    data = prepare_training(frame, "y", "binary")
+    folds = make_folds("binary", data.y, 3, seed=0)
+    metric = get_metric("log_loss", "binary")
+
+    def trial(number, oof, predict_time_s):
+        scores = [metric.score(data.y[valid], oof[valid]) for _, valid in folds.splits]
+        return TrialOutcome(number, "lightgbm", {}, COMPLETE, fold_scores=scores, oof=oof,
+                            predict_time_s=predict_time_s, fold_models=[b"model"] * 3)
+
+    # two equally good models whose errors cancel out: their blend is far better than either
+    signal = _noisy(data.y, 0.0, 0)[:, 1]
+    shift = np.random.default_rng(2).normal(0, 0.35, len(data.y))
+    halves = [np.clip(signal + sign * shift, 0.01, 0.99) for sign in (1, -1)]
+    outcomes = [trial(n, np.column_stack([1 - half, half]), 0.9) for n, half in enumerate(halves)]
+    members, _, scores = select_members(run := _run_with(outcomes, 900), data, folds, metric)
+    assert len(members) == 2 and run.refit_for_budget  # the blend refit: twice one model's cost
+    assert run.inference["max_ms_per_row"] == pytest.approx(2.0)
+
+    first = _noisy(data.y, 0.3, 5)
+    twin = np.clip(first + np.random.default_rng(6).normal(0, 0.01, first.shape), 0.01, 0.99)
+    close = [trial(0, first, 0.9), trial(1, twin / twin.sum(axis=1, keepdims=True), 0.9)]
+    members, _, scores = select_members(run := _run_with(close, 900), data, folds, metric)
+    assert len(members) == 1 and scores is None and run.refit_for_budget  # near twins: the blend gains next to nothing
+    assert run.inference["max_ms_per_row"] == pytest.approx(1.0)
+
+
 def test_a_fit_within_the_auto_budget_ships_refit_members_and_records_their_cost(tmp_path, binary_frame,
                                                                                        monkeypatch):
     monkeypatch.setattr(inference, "LARGE_TABLE_ROWS", 100)  # breast cancer's 569 rows count as a large table

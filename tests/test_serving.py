@@ -17,10 +17,13 @@ import numpy as np
 import pandas as pd
 import psutil
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from automl.artifact import Member, Predictor
 from automl.data import prepare_training
+from automl.drift import REFERENCE_FILE, build_reference
 from automl.models import get_family
+from automl.request_log import read_log
 from automl.serving import PredictionService
 from tests.conftest import automl_cli, automl_exe
 
@@ -135,15 +138,18 @@ def _ray_left(temp_dirs_before: set[str], server_pid: int) -> list[str]:
     return left
 
 
-def test_the_server_predicts_as_automl_predict_refuses_bad_requests_and_stops_cleanly(tmp_path, predictor, rows):
-    model = predictor.save(tmp_path / "model")
+def test_the_server_predicts_as_automl_predict_refuses_bad_requests_logs_and_stops_cleanly(tmp_path, predictor, rows,
+                                                                                          multiclass_frame):
+    training = _frame(multiclass_frame)
+    reference = build_reference(training, predictor.schema, "target", "multiclass")
+    model = predictor.save(tmp_path / "model", {REFERENCE_FILE: json.dumps(reference)})
     rows.to_csv(tmp_path / "rows.csv", index=False)
     port = _free_port()
     temp_dirs = set(glob.glob("/tmp/automl-ray-*"))
     url = f"http://127.0.0.1:{port}"
     with open(tmp_path / "stderr.txt", "w") as stderr:
-        server = subprocess.Popen([automl_exe(), "serve", str(model), "--port", str(port)], stderr=stderr,
-                                  start_new_session=True)
+        server = subprocess.Popen([automl_exe(), "serve", str(model), "--port", str(port), "--log",
+                                   str(tmp_path / "log")], stderr=stderr, start_new_session=True)
     try:
         _wait_until_serving(server, tmp_path / "stderr.txt")
         status, health = _request(f"{url}/health")
@@ -157,12 +163,23 @@ def test_the_server_predicts_as_automl_predict_refuses_bad_requests_and_stops_cl
         status, refused = _request(f"{url}/predict", _json(rows.drop(columns=["band"])))
         assert status == 422 and "'band'" in refused["error"]
         assert _request(f"{url}/predict", b"[{")[0] == 400
+        traffic = training.drop(columns=["target"]).sample(1_000, replace=True, random_state=0)
+        for start in range(0, 1_000, 200):  # 1,000 rows drawn from the training data, in five requests
+            assert _request(f"{url}/predict", _json(traffic.iloc[start:start + 200]))[0] == 200
+        with urllib.request.urlopen(f"{url}/metrics", timeout=30) as response:
+            assert response.headers["Content-Type"].startswith("text/plain; version=")  # Prometheus text
+            metrics = {sample.name: sample.value for family in text_string_to_metric_families(response.read().decode())
+                       for sample in family.samples if sample.labels.get("status", "200") == "200"}
+        assert metrics["automl_rows_scored_total"] == len(rows) + 1_000
     finally:
         server.send_signal(signal.SIGINT)
         server.wait(timeout=60)
     assert server.returncode == 0, (tmp_path / "stderr.txt").read_text()
     assert f"serving {model} at {url}" in (tmp_path / "stderr.txt").read_text()
     assert _ray_left(temp_dirs, server.pid) == []
+    assert len(read_log(tmp_path / "log")) == len(rows) + 1_000  # the buffered rows were written at the stop
+    drift = automl_cli("drift", model, tmp_path / "log", "--json")
+    assert drift.returncode == 0 and json.loads(drift.stdout)["verdict"] == "no drift", drift.stdout + drift.stderr
 
 
 def test_a_port_in_use_is_refused_before_ray_starts(tmp_path, predictor):
