@@ -73,18 +73,26 @@ def _run_with(outcomes: list[TrialOutcome], n_rows: int, **predict) -> Run:
     return run
 
 
-def test_the_final_model_is_the_best_blend_within_the_budget_refit_where_bagged_fold_models_cost_too_much():
-    rng = np.random.default_rng(0)
-    frame = pd.DataFrame({"x": rng.normal(size=600), "y": rng.integers(0, 2, 600)})
-    data = prepare_training(frame, "y", "binary")
-    folds = make_folds("binary", data.y, 2, seed=0)
+def _trials_on(rows: int, n_folds: int, seed: int):
+    """Data, folds, the metric, and a maker of finished trials with given out-of-fold predictions."""
+    rng = np.random.default_rng(seed)
+    data = prepare_training(pd.DataFrame({"x": rng.normal(size=rows), "y": rng.integers(0, 2, rows)}), "y", "binary")
+    folds = make_folds("binary", data.y, n_folds, seed=0)
     metric = get_metric("log_loss", "binary")
 
-    def trial(number, noise, predict_time_s):
-        oof = _noisy(data.y, noise, number)
+    def trial(number: int, oof: np.ndarray, predict_time_s: float) -> TrialOutcome:
         scores = [metric.score(data.y[valid], oof[valid]) for _, valid in folds.splits]
         return TrialOutcome(number, "lightgbm", {}, COMPLETE, fold_scores=scores, oof=oof,
-                            predict_time_s=predict_time_s, fold_models=[b"model"] * 2)
+                            predict_time_s=predict_time_s, fold_models=[b"model"] * n_folds)
+
+    return data, folds, metric, trial
+
+
+def test_the_final_model_is_the_best_blend_within_the_budget_refit_where_bagged_fold_models_cost_too_much():
+    data, folds, metric, made = _trials_on(600, 2, seed=0)
+
+    def trial(number, noise, predict_time_s):
+        return made(number, _noisy(data.y, noise, number), predict_time_s)
 
     # per model, a row: 0.5 ms for the best, 0.1 ms each for two others (600 predicted rows)
     outcomes = [trial(0, 0.3, 0.3), trial(1, 0.5, 0.06), trial(2, 0.5, 0.06)]
@@ -110,16 +118,7 @@ def test_the_final_model_is_the_best_blend_within_the_budget_refit_where_bagged_
 
 def test_auto_ships_the_cheapest_model_within_one_standard_error_of_the_unlimited_ones_score(monkeypatch):
     monkeypatch.setattr(inference, "LARGE_TABLE_ROWS", 100)
-    rng = np.random.default_rng(1)
-    frame = pd.DataFrame({"x": rng.normal(size=900), "y": rng.integers(0, 2, 900)})
-    data = prepare_training(frame, "y", "binary")
-    folds = make_folds("binary", data.y, 3, seed=0)
-    metric = get_metric("log_loss", "binary")
-
-    def trial(number, oof, predict_time_s):
-        scores = [metric.score(data.y[valid], oof[valid]) for _, valid in folds.splits]
-        return TrialOutcome(number, "lightgbm", {}, COMPLETE, fold_scores=scores, oof=oof,
-                            predict_time_s=predict_time_s, fold_models=[b"model"] * 3)
+    data, folds, metric, trial = _trials_on(900, 3, seed=1)
 
     # two equally good models whose errors cancel out: their blend is far better than either
     signal = _noisy(data.y, 0.0, 0)[:, 1]
