@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 BENCH_TIME_S ?= 60
 
-.PHONY: install test demo lint bench bench-quality bench-scaling bench-scale bench-mlp bench-gpu bench-faults bench-predict bench-peers-install browser clean
+.PHONY: install test demo lint bench bench-quality bench-scaling bench-scale bench-mlp bench-gpu bench-faults bench-predict bench-fairness bench-peers-install browser clean
 
 install: $(BIN)/automl browser
 
@@ -35,7 +35,7 @@ demo: install
 lint: install
 	$(BIN)/ruff check automl tests benchmarks
 
-bench: bench-scaling bench-scale bench-mlp bench-quality bench-faults bench-predict
+bench: bench-scaling bench-scale bench-mlp bench-quality bench-faults bench-predict bench-fairness
 
 bench-quality: install
 	$(BIN)/python benchmarks/quality.py --time-s $(BENCH_TIME_S)
@@ -64,6 +64,9 @@ bench-gpu: install
 bench-predict: install
 	$(BIN)/python benchmarks/predict.py
 	$(BIN)/python benchmarks/predict.py --rows 1000000
+
+bench-fairness: install
+	$(BIN)/python benchmarks/fairness.py
 
 bench-faults: install
 	$(BIN)/python benchmarks/faults.py

@@ -192,6 +192,24 @@ class AutoML(BaseEstimator):
             files[LEADERBOARD_FILE] = self.leaderboard_.to_csv(index=False)
         return predictor.save(folder, files)
 
+    def retrain(self, X: Any, output: str | Path | None = None, search_s: float | None = None) -> AutoML:
+        """A new AutoML: this model's pipeline refit on new labelled rows ``X`` (a frame with the
+        target column, or a path), as ``automl retrain`` does; its ``summary_["retrain"]``
+        compares the two on a holdout of ``X``."""
+        from automl.retrain import retrain
+
+        self._fitted()
+        if getattr(self, "model_dir_", None) is None:
+            raise NotFitted("retrain needs a saved model: fit() or AutoML.load() one first")
+        stamp = f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
+        output = Path(output) if output else Path("runs") / f"retrain-{stamp}"
+        result = retrain(self.model_dir_, self._frame(X), output, search_s, progress=Progress(enabled=self.verbose))
+        model = type(self)(target=result.predictor.target_name, metric=result.predictor.metric, verbose=self.verbose)
+        model._set_fitted(result.predictor, [info.name for info in result.predictor.schema.columns])
+        model.leaderboard_, model.summary_ = result.leaderboard, result.summary
+        model.output_dir_, model.model_dir_ = result.output_dir, result.output_dir / "model"
+        return model
+
     @classmethod
     def load(cls, folder: str | Path) -> AutoML:
         """An AutoML ready to predict, from a model folder (or the run folder above it)."""

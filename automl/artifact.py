@@ -63,8 +63,13 @@ class Member:
     name: str
     family: str
     params: dict[str, Any]
+    """What the estimator was built with (a refit's: the trial's configuration with the sizes
+    its early-stopped fold models reached)."""
     weight: float
     estimator: Any
+    config: dict[str, Any] | None = None
+    """The trial's configuration as the search proposed it (what a retrain starts from);
+    None in models saved before it was kept: ``params`` then."""
 
 
 def usable_cpus() -> int:
@@ -82,6 +87,9 @@ class Predictor:
     meta: dict[str, Any] = field(default_factory=dict)
     calibration: Temperature | None = None
     """Applied to the blend's probabilities (see ``automl.calibration``); None: as they are."""
+    mitigation: Any = None
+    """Per-group thresholds applied after the calibration (``automl.mitigation.GroupThresholds``,
+    from ``fairness.mitigate``); None: none."""
     _threads: int | None = field(default=None, init=False, repr=False, compare=False)
     _controller: ThreadpoolController | None = field(default=None, init=False, repr=False, compare=False)
     """This process's thread settings (see ``_threads_for``): never saved."""
@@ -90,23 +98,27 @@ class Predictor:
     def task(self) -> str:
         return self.target.task
 
-    def _features(self, data: pd.DataFrame | str | Path) -> pd.DataFrame:
+    def _frame(self, data: pd.DataFrame | str | Path) -> pd.DataFrame:
         frame = load_table(data, text_checked=self.schema.numeric_columns)
         if not isinstance(frame, pd.DataFrame):
             raise InputError(f"expected a pandas DataFrame, got {type(frame).__name__}")
-        unknown = self.schema.unknown_columns(frame, expected=(self.target_name,))
+        expected = (self.target_name, *(self.mitigation.columns if self.mitigation is not None else ()))
+        unknown = self.schema.unknown_columns(frame, expected=expected)
         if unknown:
             warnings.warn(f"ignoring {len(unknown)} column(s) the model was not trained on: "
                           f"{named_columns(unknown)}", DataWarning, stacklevel=3)
-        return self.schema.transform(frame)
+        return frame
 
     def predict_matrix(self, data: pd.DataFrame | str | Path) -> np.ndarray:
-        """Weighted average of the members: probabilities (n, k) or values (n,)."""
-        X = self._features(data)
+        """Weighted average of the members: probabilities (n, k) or values (n,); calibrated
+        and mitigated as the model was made."""
+        frame = self._frame(data)
+        sensitive = self.mitigation.sensitive_of(frame) if self.mitigation is not None else None
+        X = self.schema.transform(frame)
         with self._threads_for(len(X)):
             matrix = blend([m.estimator for m in self.members], [m.weight for m in self.members], X, self.task,
                            self.target.n_classes)
-        return self.calibrated(matrix)
+        return self.finished(matrix, sensitive)
 
     def _threads_for(self, rows: int):
         """Set the members' thread counts for a batch of ``rows``: one for a small batch
@@ -127,8 +139,14 @@ class Predictor:
         return {**self.__dict__, "_threads": None, "_controller": None}
 
     def calibrated(self, matrix: np.ndarray) -> np.ndarray:
-        """The blend's ``matrix`` as the model predicts it: with its calibration, if it has one."""
+        """The blend's ``matrix`` with its calibration, if it has one."""
         return self.calibration.apply(matrix) if self.calibration is not None else matrix
+
+    def finished(self, matrix: np.ndarray, sensitive: pd.DataFrame | None) -> np.ndarray:
+        """The blend's ``matrix`` as the model predicts it: calibrated, then mitigated by the
+        rows' ``sensitive`` columns where the model mitigates bias."""
+        matrix = self.calibrated(matrix)
+        return self.mitigation.apply(matrix, sensitive) if self.mitigation is not None else matrix
 
     @property
     def class_names(self) -> list[str]:

@@ -21,6 +21,7 @@ from automl.budget import WRITE_MARGIN_S, importance_limit_s
 from automl.evaluate import scores_of
 from automl.fairness import fairness_report
 from automl.metrics import Metric, score_or_nan
+from automl.mitigation import mitigation_effect
 from automl.prediction import BaggedModel, blend, predict_matrix, weighted_mean
 from automl.trial import COMPLETE, TrialOutcome
 
@@ -161,24 +162,32 @@ def assess_run(run: Run, inputs: Inputs, predictor: Predictor, members: list[Tri
     if holdout_X is not None:
         y = data.target.encode(inputs.holdout[spec.data.target])
         member_mean = weighted_mean([m.holdout_prediction for m in members], weights)
-        prediction = predictor.calibrated(_final_holdout_prediction(members, predictor, weights, holdout_X))
+        sensitive = inputs.holdout[spec.data.sensitive].reset_index(drop=True)
+        members_blend = _final_holdout_prediction(members, predictor, weights, holdout_X)
+        prediction = predictor.finished(members_blend, sensitive)
         holdout = scores_of(predictor, y, prediction)
         ensemble_holdout = score_or_nan(metric, y, member_mean) if member_mean is not None else float("nan")
         diagnostics = Diagnostics(y, prediction, "holdout")
-        sensitive = inputs.holdout[spec.data.sensitive].reset_index(drop=True)
         importance_on = (_importance_model(inputs, predictor, weights), holdout_X, y, "holdout")
     else:
         covered = inputs.folds.covered
         holdout, ensemble_holdout = None, float("nan")
-        oof = predictor.calibrated(weighted_mean([m.oof for m in members], weights)[covered])
-        diagnostics = Diagnostics(data.y[covered], oof, "out-of-fold predictions")
         sensitive = data.sensitive[covered].reset_index(drop=True) if data.sensitive is not None else None
+        members_blend = weighted_mean([m.oof for m in members], weights)[covered]
+        diagnostics = Diagnostics(data.y[covered], predictor.finished(members_blend, sensitive),
+                                  "out-of-fold predictions")
         importance_on = _importance_rows_without_holdout(run, inputs, predictor, weights)
     time_left = max(0.0, run.hard_deadline - time.monotonic() - WRITE_MARGIN_S)
     importance = feature_importance(*importance_on, metric=metric, time_limit_s=min(importance_limit_s(spec),
                                                                                      time_left), seed=spec.seed)
     fairness = (fairness_report(diagnostics.y, diagnostics.prediction, sensitive, data.task, metric,
                                 diagnostics.source) if spec.data.sensitive else None)
+    if predictor.mitigation is not None:
+        calibrated = predictor.calibrated(members_blend)
+        unmitigated = fairness_report(diagnostics.y, calibrated, sensitive, data.task, metric, diagnostics.source)
+        fairness |= {"unmitigated": unmitigated,
+                     "mitigation": mitigation_effect(predictor.mitigation.constraint, unmitigated, fairness,
+                                                     diagnostics.y, calibrated, diagnostics.prediction, metric)}
     row_holdout = holdout_scores(run.outcomes, diagnostics.y, metric) if holdout is not None else {}
     return Checks(holdout, row_holdout, ensemble_holdout, diagnostics, importance, fairness)
 

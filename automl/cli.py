@@ -242,6 +242,36 @@ def init(data: Path = typer.Argument(..., help="CSV or Parquet training data."),
 
 
 @app.command()
+def retrain(model_dir: Path = typer.Argument(..., help="A model folder or its run folder."),
+            data: Path = typer.Argument(..., help="New labelled CSV or Parquet data."),
+            output: Path = typer.Option(..., "-o", "--output", help="The new run's folder."),
+            search_s: float = typer.Option(None, "--search-s",
+                                           help="Search this many seconds, the previous configurations first, "
+                                                "instead of refitting the previous members only."),
+            only_if_drift: bool = typer.Option(False, "--only-if-drift",
+                                               help="Retrain only if automl drift finds drift in DATA."),
+            overwrite: bool = typer.Option(False, "--overwrite", help="Replace a run already in the output folder."),
+            quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output.")) -> None:
+    """Refit the model's pipeline on new labelled data (the same families, configurations and
+    ensemble weights), and compare it with the previous model on a holdout of the new data."""
+    from automl.progress import Progress
+    from automl.retrain import retrain as retrain_model
+
+    result = retrain_model(model_dir, data, output.resolve(), search_s, only_if_drift, overwrite,
+                           Progress(enabled=not quiet), started=STARTED)
+    if isinstance(result, str):
+        stdout.print(f"{result} in {data}: not retrained", highlight=False)
+        return
+    print_leaderboard(result.leaderboard, limit=10)
+    compared = result.summary.get("retrain")
+    if compared:
+        previous = "n/a" if compared["previous_score"] is None else f"{compared['previous_score']:.5g}"
+        stdout.print(f"holdout {compared['metric']} ({compared['holdout_rows']} new rows): previous model "
+                     f"{previous}, retrained {compared['new_score']:.5g}", highlight=False)
+    stdout.print(f"run folder: {result.output_dir}")
+
+
+@app.command()
 def serve(model_dir: Path = typer.Argument(..., help="A model folder or its run folder."),
           host: str = typer.Option("127.0.0.1", "--host", help="Listen on this address (0.0.0.0: every one)."),
           port: int = typer.Option(8000, "--port", min=1, max=65535),

@@ -44,6 +44,7 @@ from automl.final_model import (
     final_members,
     import_in_background,
     import_model_modules,
+    mitigate_members,
     select_members,
 )
 from automl.folder_lock import locked_folder
@@ -71,6 +72,7 @@ from automl.planner import (
 )
 from automl.progress import Progress
 from automl.report import PLOTTING_MODULE
+from automl.retrain import PriorModel, comparison
 from automl.search import Search
 from automl.spec import Spec
 from automl.trial import COMPLETE, TrialOutcome, Workload
@@ -111,6 +113,10 @@ class Run(RunClock):
         """Rows each trial predicted over its folds (what its ``predict_time_s`` is for)."""
         self.shipped_model = ""
         """The leaderboard's name for what model/ holds: "ensemble", or one trial's."""
+        self.prior: PriorModel | None = None
+        """The model a retrain starts from (``automl.retrain``)."""
+        self.retrain: dict[str, Any] | None = None
+        """A retrain's comparison of the previous model and the new one, for run.json."""
         """How the members were made: "bagged" fold models, "refit" on all rows, or "mixed" (some of each)."""
         self.backend = backend_name(spec.hardware)
         self.memory: MemoryBudget | None = None
@@ -164,7 +170,8 @@ class Run(RunClock):
                         trial_time_limit_s=self.plan.trial_time_limit_s, portfolios=self.plan.portfolios,
                         shares=FamilyShares(self.plan.families, metric.higher_is_better),
                         max_model_bytes=0 if folds.in_time_order else bagging.MAX_FOLD_MODELS_BYTES,
-                        outcome_store=OutcomeStore(self.output_dir / TRIALS_DIR))
+                        outcome_store=OutcomeStore(self.output_dir / TRIALS_DIR),
+                        warm_start=self.prior.configs if self.prior else ())
         search.study.set_user_attr(FINGERPRINT_ATTR, workload_fingerprint)
         self.outcomes = list(search.recovered)
         import_model_modules(ensemble_candidates(self, metric))
@@ -220,14 +227,15 @@ class Run(RunClock):
             self.progress.warn(sampling_warnings([outcome], self.memory)[0])
 
 def run_fit(spec: Spec, train: pd.DataFrame | None = None, overwrite: bool = False,
-            progress: Progress | None = None, started: float | None = None, resume: bool = False) -> RunResult:
+            progress: Progress | None = None, started: float | None = None, resume: bool = False,
+            prior: PriorModel | None = None) -> RunResult:
     """Fit a whole run from a validated spec; ``train`` replaces ``data.train`` when given.
 
     The budget counts from ``started`` (a ``time.monotonic()`` reading; the command
     line passes its own start, so imports count too), or from this call. With
     ``resume``, an interrupted run in the output folder goes on: its finished trials
     are kept, and it gets the part of the budget it had not spent (with no run there
-    to resume, it starts one)."""
+    to resume, it starts one). ``prior``: the model a retrain starts from (``automl.retrain``)."""
     progress = progress or Progress(enabled=False)
     started = started if started is not None else time.monotonic()
     with locked_folder(spec.output_dir):  # one run at a time in a folder
@@ -240,11 +248,11 @@ def run_fit(spec: Spec, train: pd.DataFrame | None = None, overwrite: bool = Fal
             existing_run_files(spec.output_dir, overwrite)  # refuse early, before loading anything
         if backend_name(spec.hardware) == "local":
             local.start_early()  # its workers' imports overlap loading the data
-        return _fit(spec, train, overwrite, progress, started, resume)
+        return _fit(spec, train, overwrite, progress, started, resume, prior)
 
 
 def _fit(spec: Spec, train: pd.DataFrame | None, overwrite: bool, progress: Progress, started: float,
-         resume: bool) -> RunResult:
+         resume: bool, prior: PriorModel | None = None) -> RunResult:
     inputs = load_and_check(spec, train)
     release_reader_memory()  # the frame as read is gone: its memory, not only the data prepared from it
     spent_before_s = 0.0
@@ -255,7 +263,7 @@ def _fit(spec: Spec, train: pd.DataFrame | None, overwrite: bool, progress: Prog
     else:
         output_dir = prepare_output_dir(spec.output_dir, overwrite)  # only once the input is known good
     run = Run(spec, inputs.plan, output_dir, progress, started, spent_before_s)
-    run.resumed = resume
+    run.resumed, run.prior = resume, prior
     run.timings["load_s"] = run.elapsed()
     progress.start(start_line(spec, inputs))
     for warning in [*inputs.profile.warnings, *inputs.folds.warnings]:
@@ -277,6 +285,7 @@ def _search_and_finish(run: Run, inputs: Inputs) -> tuple[Predictor, pd.DataFram
     search_end = run.elapsed()
     members, weights, ensemble_scores = select_members(run, data, folds, metric)
     calibration = calibrate_members(run, members, weights, data, folds, metric)
+    mitigation = mitigate_members(run, members, weights, data, folds, calibration)
     run.timings["select_s"] = run.elapsed() - search_end
     fitted = final_members(run, data, members, weights, folds.refit_share)
     run.note_inference_cost(members, fitted, ensemble_scores)
@@ -285,13 +294,15 @@ def _search_and_finish(run: Run, inputs: Inputs) -> tuple[Predictor, pd.DataFram
     final_end = run.elapsed()
 
     predictor = Predictor(data.schema, data.target, spec.data.target, metric.name, fitted,
-                          meta={"spec": spec.model_dump(mode="json")}, calibration=calibration)
+                          meta={"spec": spec.model_dump(mode="json")}, calibration=calibration, mitigation=mitigation)
     predictor.save(output_dir / "model", {REFERENCE_FILE: json.dumps(inputs.reference)})
     checks = assess_run(run, inputs, predictor, members, weights, holdout_X)
     ensemble = (ensemble_row(members, weights, ensemble_scores, checks.ensemble_holdout, run.inference["ms_per_row"])
                 if ensemble_scores is not None else None)
     leaderboard = build_leaderboard(run.outcomes, metric, ensemble, checks.row_holdout, run.predicted_rows)
     checks.warnings = leaderboard_gap_warnings(leaderboard, metric, checks.holdout, run.shipped_model)
+    if run.prior is not None and checks.holdout is not None:
+        run.retrain = comparison(run.prior, inputs.holdout, checks.holdout["score"], data.task)
     run.timings["assess_s"] = run.elapsed() - final_end
     summary = write_outputs(run, inputs, leaderboard, checks, final_end)
     for warning in checks.warnings:

@@ -33,7 +33,7 @@ from automl.metrics import Metric
 MISSING_GROUP = "<missing>"
 
 
-def _group_labels(values: pd.Series) -> np.ndarray:
+def group_labels(values: pd.Series) -> np.ndarray:
     return values.astype(str).where(values.notna(), MISSING_GROUP).to_numpy()
 
 
@@ -69,7 +69,7 @@ def fairness_report(y: np.ndarray, prediction: np.ndarray, sensitive: pd.DataFra
                     "false_positive_rate": _safe(lambda yt, idx: false_positive_rate(yt, labels[idx]))}
     columns = {}
     for name in sensitive.columns:
-        groups = _group_labels(sensitive[name])
+        groups = group_labels(sensitive[name])
         frame = MetricFrame(metrics=metrics, y_true=y, y_pred=positions, sensitive_features=groups)
         by_group = frame.by_group
         column = {"groups": {str(g): {k: _plain(v) for k, v in row.items()} for g, row in by_group.iterrows()}}

@@ -27,14 +27,15 @@ from automl.artifact import Member
 from automl.budget import WRITE_MARGIN_S, final_cost_s, refit_estimate_s, refits_all, select_limit_s
 from automl.calibration import Temperature, calibrate
 from automl.data import TrainingData
-from automl.ensemble import EnsembleSelection, select_ensemble
+from automl.ensemble import EnsembleSelection, fold_scores, select_ensemble
 from automl.errors import InputError
 from automl.inference import InferenceBudget
 from automl.metrics import Metric
+from automl.mitigation import GroupThresholds
 from automl.models import get_family
 from automl.outputs import model_name
 from automl.prediction import BaggedModel, weighted_mean
-from automl.trial import TrialOutcome, in_time_order, subsample
+from automl.trial import COMPLETE, TrialOutcome, in_time_order, subsample
 from automl.validation import Folds
 
 if TYPE_CHECKING:
@@ -88,8 +89,10 @@ def select_members(run: Run, data: TrainingData, folds: Folds,
         raise InputError(f"no trial finished within budget.time_s={run.spec.budget.time_s:g}; "
                          "give the run more time")
     budget = run.inference_budget(ranked[0], folds, len(data.y))
-    members, weights, scores = _unlimited_members(run, ranked, data, folds, metric)
     run.inference = {"asked": run.spec.predict.max_ms_per_row, "max_ms_per_row": None}
+    if run.prior is not None and run.prior.weights is not None:
+        return _prior_members(run, data, folds, metric)
+    members, weights, scores = _unlimited_members(run, ranked, data, folds, metric)
     if budget.fits(members, refit=False):
         return members, weights, scores
     unlimited = list(scores) if scores is not None else ranked[0].fold_scores
@@ -104,6 +107,28 @@ def select_members(run: Run, data: TrainingData, folds: Folds,
     run.ensemble_note += f"; within predict.max_ms_per_row={budget.max_ms_per_row:.4g}"
     run.inference |= {"max_ms_per_row": budget.max_ms_per_row, "unlimited_cv_score": float(np.mean(unlimited))}
     return members, weights, scores
+
+
+def _prior_members(run: Run, data: TrainingData, folds: Folds,
+                   metric: Metric) -> tuple[list[TrialOutcome], list[float], list[float] | None]:
+    """A retrain without a search: the previous members, each retried on the new rows as the
+    trial of its number, blended with the previous weights (over those that completed) and
+    made in the previous form (refit, or bagged)."""
+    prior = run.prior
+    done = {o.number: o for o in run.outcomes if o.status == COMPLETE}
+    pairs = [(done[n], w) for n, w in enumerate(prior.weights) if n in done]
+    if not pairs:
+        raise InputError("no configuration of the previous model finished on the new data within "
+                         f"budget.time_s={run.spec.budget.time_s:g}")
+    members = [outcome for outcome, _ in pairs]
+    total = sum(weight for _, weight in pairs)
+    weights = [weight / total for _, weight in pairs]
+    run.refit_for_budget = prior.refit
+    run.ensemble_note = f"the previous model's {len(members)} of {len(prior.weights)} members and weights"
+    if len(members) == 1:
+        return members, [1.0], None
+    blend = weighted_mean([m.oof for m in members], weights)
+    return members, weights, fold_scores(blend, data.y, metric, [valid for _, valid in folds.splits])
 
 
 def _auto_choice(run: Run, budget: InferenceBudget, chosen: tuple, unlimited_members: list[TrialOutcome],
@@ -212,6 +237,19 @@ def calibrate_members(run: Run, members: list[TrialOutcome], weights: list[float
     return temperature
 
 
+def mitigate_members(run: Run, members: list[TrialOutcome], weights: list[float], data: TrainingData,
+                     folds: Folds, calibration: Temperature | None) -> GroupThresholds | None:
+    """Per-group thresholds on the final blend (``fairness.mitigate``), fitted on its
+    calibrated out-of-fold probabilities (see ``automl.mitigation``); None: not asked for."""
+    if run.spec.fairness.mitigate == "none":
+        return None
+    covered = folds.covered
+    oof = weighted_mean([m.oof for m in members], weights)[covered]
+    oof = calibration.apply(oof) if calibration is not None else oof
+    return GroupThresholds.fit(run.spec.fairness.mitigate, oof[:, 1], data.y[covered],
+                               data.sensitive[covered].reset_index(drop=True))
+
+
 def final_members(run: Run, data: TrainingData, members: list[TrialOutcome], weights: list[float],
                   refit_share: float) -> list[Member]:
     """Each member refit on all rows, with the rounds its early-stopped fold models kept
@@ -245,5 +283,5 @@ def final_members(run: Run, data: TrainingData, members: list[TrialOutcome], wei
                 family.fit(estimator, data.X.iloc[rows], data.y[rows], in_time_order=data.times is not None,
                            time_limit_s=run.refit_limit_s(estimate_s, estimates_left_s))
                 estimates_left_s -= estimate_s
-            fitted.append(Member(model_name(outcome), outcome.family, params, weight, estimator))
+            fitted.append(Member(model_name(outcome), outcome.family, params, weight, estimator, outcome.params))
     return fitted

@@ -56,6 +56,8 @@ def load_and_check(spec: Spec, train: pd.DataFrame | None) -> Inputs:
     target = spec.data.target
     task = check_target(frame, target, spec.task)
     get_metric(spec.metric, task)  # a metric wrong for the task is refused before the data's long checks
+    if spec.fairness.mitigate != "none" and task != "binary":
+        raise InputError(f"fairness.mitigate applies to binary tasks; this one is {task}")
     profile = profile_data(frame, target, task, spec.seed, spec.data.deduplicate)
     deduplicated = 0
     if spec.data.deduplicate:  # before the holdout is carved: no row may be in both

@@ -135,14 +135,42 @@ def _fairness(fairness: dict | None) -> str:
     if not fairness:
         return "<p>No sensitive columns (set <code>data.sensitive</code>).</p>"
     parts = [f"<p>On {html.escape(fairness['source'])}, {fairness['rows']} rows.</p>"]
+    if "mitigation" in fairness:
+        parts.append(_mitigation(fairness["mitigation"]))
     for column, result in fairness["columns"].items():
-        groups = pd.DataFrame(result["groups"]).T
-        parts.append(f"<h3>{html.escape(column)}</h3>"
-                     + groups.to_html(float_format=lambda v: f"{v:.4g}", na_rep="n/a"))
-        gaps = {k: f"{v:.4g}" for k, v in result.items() if k != "groups"}
-        if gaps:
-            parts.append(_table(gaps))
+        parts.append(f"<h3>{html.escape(column)}</h3>" + _groups(result))
+        if "unmitigated" in fairness:
+            parts.append("<h4>before mitigation</h4>" + _groups(fairness["unmitigated"]["columns"][column]))
     return "".join(parts)
+
+
+def _groups(result: dict) -> str:
+    """A sensitive column's groups (one row each) and its differences."""
+    table = pd.DataFrame(result["groups"]).T.to_html(float_format=lambda v: f"{v:.4g}", na_rep="n/a")
+    gaps = {k: "n/a" if v is None else f"{v:.4g}" for k, v in result.items() if k != "groups"}
+    return table + (_table(gaps) if gaps else "")
+
+
+def _mitigation(effect: dict) -> str:
+    """Before and after ``fairness.mitigate``: the differences by column, accuracy and the metric."""
+    rows = {f"{column}: {gap.replace('_', ' ')}": values
+            for column, gaps in effect["columns"].items() for gap, values in gaps.items()}
+    rows |= {name: effect[name] for name in effect if name not in ("constraint", "source", "columns")}
+    table = pd.DataFrame(rows).T[["before", "after"]]
+    return (f"<h3>Mitigation: {html.escape(effect['constraint'].replace('_', ' '))}</h3>"
+            + table.to_html(float_format=lambda v: f"{v:.4g}", na_rep="n/a"))
+
+
+def _retrain_table(retrained: dict) -> str:
+    """The previous model and the retrained one, scored on the new data's holdout."""
+    def shown(score):
+        return "n/a" if score is None else f"{score:.5g}"
+
+    rows = {"previous model": retrained["previous_model"], "retrained with": retrained["search"],
+            f"previous model's holdout {retrained['metric']}": shown(retrained["previous_score"]),
+            f"retrained model's holdout {retrained['metric']}": shown(retrained["new_score"]),
+            "holdout rows": retrained["holdout_rows"], **({"note": retrained["note"]} if "note" in retrained else {})}
+    return "<h3>Retrained: previous against new, on the new data's holdout</h3>" + _table(rows)
 
 
 def write_report(path: Path, summary: dict, leaderboard: pd.DataFrame, outcomes: list[TrialOutcome],
@@ -159,11 +187,13 @@ def write_report(path: Path, summary: dict, leaderboard: pd.DataFrame, outcomes:
         "CPUs per trial": f"{summary['cpus_per_trial']}: {summary['plan']['cpus_per_trial_reason']}",
         "time": f"{summary['timings']['total_s']:.1f}s of {summary['timings']['budget_s']:g}s",
     }
+    retrained = summary.get("retrain")
     warnings = "".join(f"<li>{html.escape(w)}</li>" for w in summary["warnings"]) or "<li>none</li>"
     board = leaderboard.drop(columns=["params", "trial"]).to_html(
         index=False, float_format=lambda v: f"{v:.5g}", na_rep="")
     bodies = {
-        "summary": _table(facts) + f"<h3>Warnings</h3><ul>{warnings}</ul>",
+        "summary": (_table(facts) + (_retrain_table(retrained) if retrained else "")
+                    + f"<h3>Warnings</h3><ul>{warnings}</ul>"),
         "spec": f"<pre>{html.escape(yaml.safe_dump(summary['spec'], sort_keys=False))}</pre>",
         "profile": profile_html(summary["profile"]),
         "leaderboard": board,

@@ -157,7 +157,7 @@ class Search:
                  max_trials: int | None = None, trial_time_limit_s: float = float("inf"),
                  portfolios: dict[str, list[dict[str, Any]]] | None = None,
                  shares: FamilyShares | None = None, max_model_bytes: int = 0,
-                 outcome_store: OutcomeStore | None = None):
+                 outcome_store: OutcomeStore | None = None, warm_start: list[tuple[str, dict[str, Any]]] = ()):
         self.families = {family.name: family for family in families}
         self.task = task
         self.metric = metric
@@ -196,7 +196,10 @@ class Search:
         """Families no longer asked for: their first trial would have fit on too few rows to show anything."""
         waiting = self.study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
         self._queued = len(waiting)
-        """A resumed study's trials queued before it stopped: asked for first."""
+        """A resumed study's trials queued before it stopped, or a new one's ``warm_start``: asked for first."""
+        if warm_start and not self.study.trials:  # a new study: these (family, params) are its first trials
+            self._enqueue([(name, params) for name, params in warm_start if name in self.families])
+            self._queued = len(self.study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
         for trial in self.study.get_trials(deepcopy=False):  # a resumed study: its history counts
             if trial.state != TrialState.WAITING and FAMILY_PARAM in trial.params:  # else killed before it had one
                 name = trial.params[FAMILY_PARAM]

@@ -117,6 +117,13 @@ class PredictSpec(_Section):
         return limit
 
 
+class FairnessSpec(_Section):
+    mitigate: Literal["none", "demographic_parity", "equalized_odds"] = Field(
+        "none", description="Post-process the final model (fairlearn's ThresholdOptimizer, fitted on out-of-fold "
+                            "predictions) for equal selection rates (demographic_parity) or equal true and false "
+                            "positive rates (equalized_odds) across the groups of data.sensitive; binary tasks.")
+
+
 RAY_ADDRESS = re.compile(r"^(auto|(ray://)?[A-Za-z0-9.\-\[\]:]+:\d{1,5})$")
 
 
@@ -171,6 +178,7 @@ class Spec(_Section):
     models: ModelsSpec = Field(default_factory=ModelsSpec)
     ensemble: EnsembleSpec = Field(default_factory=EnsembleSpec)
     predict: PredictSpec = Field(default_factory=PredictSpec)
+    fairness: FairnessSpec = Field(default_factory=FairnessSpec)
     hardware: HardwareSpec = Field(default_factory=HardwareSpec)
     output: str | None = Field(None, description="Run folder; null: runs/<name>.")
     seed: int = 0
@@ -186,6 +194,10 @@ class Spec(_Section):
 
     @model_validator(mode="after")
     def _consistent(self) -> Spec:
+        if self.fairness.mitigate != "none" and not self.data.sensitive:
+            raise ValueError("fairness.mitigate needs data.sensitive: the columns whose groups it evens out")
+        if self.fairness.mitigate != "none" and self.task in ("multiclass", "regression"):
+            raise ValueError(f"fairness.mitigate applies to binary tasks; this one is {self.task}")
         per_trial = self.hardware.cpus_per_trial
         if self.hardware.cpus is not None and per_trial != "auto" and per_trial > self.hardware.cpus:
             raise ValueError("hardware.cpus_per_trial is larger than hardware.cpus")
@@ -345,6 +357,8 @@ ensemble:
 predict:
   refit_full: false               # true: each member refit on all rows (faster, smaller model; bagged otherwise)
   max_ms_per_row: auto            # inference budget, ms a row (one core); auto: as cheap as accuracy allows
+fairness:
+  mitigate: none                  # demographic_parity | equalized_odds: even out data.sensitive's groups
 hardware:
   backend: auto                   # auto: Ray for a cluster or GPUs; else local processes
   ray_address: null               # null: Ray on this machine; "auto" or "HOST:PORT": a cluster
