@@ -35,7 +35,7 @@ from automl.checkpoint import (
     resumable_run,
     storage_url,
 )
-from automl.data import release_reader_memory
+from automl.data import FeatureSchema, release_reader_memory
 from automl.drift import REFERENCE_FILE
 from automl.execution import backend_name, local, make_executor
 from automl.final_model import (
@@ -48,7 +48,7 @@ from automl.final_model import (
     select_members,
 )
 from automl.folder_lock import locked_folder
-from automl.inference import InferenceBudget
+from automl.inference import InferenceBudget, features_ms_per_row
 from automl.inputs import Inputs, load_and_check
 from automl.metrics import Metric
 from automl.outputs import (
@@ -134,30 +134,32 @@ class Run(RunClock):
         """The trials the final model will likely be made of, best first (for its time reserve)."""
         return self.best_outcomes(metric, 3 if self.spec.ensemble.enabled else 1)
 
-
-    def inference_budget(self, best: TrialOutcome, folds: Folds, n_rows: int) -> InferenceBudget:
-        """``predict.max_ms_per_row`` on this data, with ``best`` the best trial so far."""
+    def inference_budget(self, best: TrialOutcome, folds: Folds, n_rows: int,
+                         features: FeatureSchema | None = None, X: pd.DataFrame | None = None) -> InferenceBudget:
+        """``predict.max_ms_per_row`` on this data, with ``best`` the best trial so far; with
+        ``features`` and ``X``, the features' cost a row is measured and counted too."""
         self.predicted_rows = int(folds.covered.sum())
+        overhead_ms = features_ms_per_row(features, X) if features is not None else 0.0
         self.budget = InferenceBudget.resolve(self.spec.predict.max_ms_per_row, best, self.predicted_rows, n_rows,
-                                              self.spec.predict.refit_full)
+                                              self.spec.predict.refit_full, overhead_ms)
         return self.budget
 
     def note_inference_cost(self, members: list[TrialOutcome], fitted: list[Member],
-                            ensemble_scores: list[float] | None) -> None:
+                            ensemble_scores: list[float] | None, metric: Metric) -> None:
         """Record the final model's cost per row and CV score (run.json), and say what the
         inference budget cost, where it changed the model."""
         self.shipped_model = "ensemble" if ensemble_scores is not None else model_name(members[0])
         score = float(np.mean(ensemble_scores)) if ensemble_scores is not None else members[0].cv_score
         self.inference |= {"ms_per_row": self.budget.final_ms(members, [m.estimator for m in fitted]),
                            "cv_score": score}
-        limit = self.budget.max_ms_per_row
-        if self.inference["ms_per_row"] > limit * (1 + 1e-9):
+        limit = self.inference["max_ms_per_row"]  # the budget the model was chosen within (None: none)
+        if limit is not None and self.inference["ms_per_row"] > limit * (1 + 1e-9) and self.final_model != "refit":
             self.progress.warn(f"the final model takes ~{self.inference['ms_per_row']:.4g} ms a row, over "
                                f"predict.max_ms_per_row={limit:.4g}: no time was left to refit its members")
         if "unlimited_cv_score" in self.inference:
-            lost = abs(self.inference["unlimited_cv_score"] - score)
+            lost = (self.inference["unlimited_cv_score"] - score) * (1 if metric.higher_is_better else -1)
             self.inference["cv_score_lost"] = lost
-            self.progress.note(f"inference budget {self.budget.max_ms_per_row:.4g} ms a row: the final model "
+            self.progress.note(f"inference budget {limit:.4g} ms a row: the final model "
                                f"takes ~{self.inference['ms_per_row']:.4g}, cv {score:.5g} against "
                                f"{self.inference['unlimited_cv_score']:.5g} without the budget ({lost:.4g} lost)")
 
@@ -288,7 +290,7 @@ def _search_and_finish(run: Run, inputs: Inputs) -> tuple[Predictor, pd.DataFram
     mitigation = mitigate_members(run, members, weights, data, folds, calibration)
     run.timings["select_s"] = run.elapsed() - search_end
     fitted = final_members(run, data, members, weights, folds.refit_share)
-    run.note_inference_cost(members, fitted, ensemble_scores)
+    run.note_inference_cost(members, fitted, ensemble_scores, metric)
     run.timings["final_model_s"] = run.elapsed() - search_end - run.timings["select_s"]
     run.timings["search_s"] = search_end - run.timings["load_s"]
     final_end = run.elapsed()
@@ -297,7 +299,8 @@ def _search_and_finish(run: Run, inputs: Inputs) -> tuple[Predictor, pd.DataFram
                           meta={"spec": spec.model_dump(mode="json")}, calibration=calibration, mitigation=mitigation)
     predictor.save(output_dir / "model", {REFERENCE_FILE: json.dumps(inputs.reference)})
     checks = assess_run(run, inputs, predictor, members, weights, holdout_X)
-    ensemble = (ensemble_row(members, weights, ensemble_scores, checks.ensemble_holdout, run.inference["ms_per_row"])
+    models_ms = run.inference["ms_per_row"] - run.inference["features_ms_per_row"]
+    ensemble = (ensemble_row(members, weights, ensemble_scores, checks.ensemble_holdout, models_ms)
                 if ensemble_scores is not None else None)
     leaderboard = build_leaderboard(run.outcomes, metric, ensemble, checks.row_holdout, run.predicted_rows)
     checks.warnings = leaderboard_gap_warnings(leaderboard, metric, checks.holdout, run.shipped_model)

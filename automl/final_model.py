@@ -18,7 +18,7 @@ import importlib
 import sys
 import threading
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 from threadpoolctl import threadpool_limits
@@ -78,6 +78,20 @@ def ensemble_candidates(run: Run, metric: Metric) -> list[TrialOutcome]:
     return top
 
 
+class Choice(NamedTuple):
+    """A final model chosen: its members, their weights, the blend's fold scores (None: a
+    single trial) and whether the members are refit on all rows (else as the budget rules)."""
+
+    members: list[TrialOutcome]
+    weights: list[float]
+    fold_scores: list[float] | None
+    refit: bool = False
+
+    @property
+    def score(self) -> float:
+        return float(np.mean(self.fold_scores)) if self.fold_scores is not None else self.members[0].cv_score
+
+
 def select_members(run: Run, data: TrainingData, folds: Folds,
                    metric: Metric) -> tuple[list[TrialOutcome], list[float], list[float] | None]:
     """The ensemble when it beats the best trial and its final model fits in the time left;
@@ -88,25 +102,26 @@ def select_members(run: Run, data: TrainingData, folds: Folds,
     if not ranked:
         raise InputError(f"no trial finished within budget.time_s={run.spec.budget.time_s:g}; "
                          "give the run more time")
-    budget = run.inference_budget(ranked[0], folds, len(data.y))
-    run.inference = {"asked": run.spec.predict.max_ms_per_row, "max_ms_per_row": None}
+    budget = run.inference_budget(ranked[0], folds, len(data.y), data.schema, data.X)
+    run.inference = {"asked": run.spec.predict.max_ms_per_row, "max_ms_per_row": None,
+                     "features_ms_per_row": budget.overhead_ms}
     if run.prior is not None and run.prior.weights is not None:
         return _prior_members(run, data, folds, metric)
-    members, weights, scores = _unlimited_members(run, ranked, data, folds, metric)
-    if budget.fits(members, refit=False):
-        return members, weights, scores
-    unlimited = list(scores) if scores is not None else ranked[0].fold_scores
+    until = time.monotonic() + select_limit_s(run.spec)  # every selection below shares the end phase's time for it
+    unlimited = _unlimited_members(run, ranked, data, folds, metric, until)
+    if budget.fits(unlimited.members, refit=False):
+        return unlimited[:3]
     note = run.ensemble_note
-    chosen = _members_within(run, budget, data, folds, metric)
+    chosen = _members_within(run, budget, data, folds, metric, until)
     if run.spec.predict.max_ms_per_row == "auto":
-        chosen, budget = _auto_choice(run, budget, chosen, members, unlimited, data, folds, metric)
+        chosen, budget = _auto_choice(run, budget, chosen, unlimited, data, folds, metric, until)
         if chosen is None:  # nothing cheaper scored within the tolerance: the model as chosen with no budget
             run.ensemble_note = note
-            return members, weights, scores
-    members, weights, scores, run.refit_for_budget = chosen
+            return unlimited[:3]
+    run.refit_for_budget = chosen.refit
     run.ensemble_note += f"; within predict.max_ms_per_row={budget.max_ms_per_row:.4g}"
-    run.inference |= {"max_ms_per_row": budget.max_ms_per_row, "unlimited_cv_score": float(np.mean(unlimited))}
-    return members, weights, scores
+    run.inference |= {"max_ms_per_row": budget.max_ms_per_row, "unlimited_cv_score": unlimited.score}
+    return chosen[:3]
 
 
 def _prior_members(run: Run, data: TrainingData, folds: Folds,
@@ -131,37 +146,33 @@ def _prior_members(run: Run, data: TrainingData, folds: Folds,
     return members, weights, fold_scores(blend, data.y, metric, [valid for _, valid in folds.splits])
 
 
-def _auto_choice(run: Run, budget: InferenceBudget, chosen: tuple, unlimited_members: list[TrialOutcome],
-                 unlimited_scores: list[float], data: TrainingData, folds: Folds,
-                 metric: Metric) -> tuple[tuple | None, InferenceBudget]:
+def _auto_choice(run: Run, budget: InferenceBudget, chosen: Choice, unlimited: Choice, data: TrainingData,
+                 folds: Folds, metric: Metric, until: float) -> tuple[Choice | None, InferenceBudget]:
     """``max_ms_per_row: auto`` on a large table: the model chosen within the smallest budget,
     from the best single model's cost refit and doubling, whose CV score is within one
     standard error of the unlimited model's (the one-standard-error rule of Breiman et al.;
     the error from the unlimited model's fold scores). None when no budget below the
     unlimited model's own cost gets there."""
-    tolerance = float(np.std(unlimited_scores, ddof=1) / np.sqrt(len(unlimited_scores))) if len(
-        unlimited_scores) > 1 else 0.0
-    target = float(np.mean(unlimited_scores))
-    ceiling = budget.cost_ms(unlimited_members, refit=False)
+    scores = unlimited.fold_scores or unlimited.members[0].fold_scores
+    tolerance = float(np.std(scores, ddof=1) / np.sqrt(len(scores))) if len(scores) > 1 else 0.0
+    ceiling = budget.cost_ms(unlimited.members, refit=False)
     while budget.max_ms_per_row < ceiling:
-        score = float(np.mean(chosen[2])) if chosen[2] is not None else chosen[0][0].cv_score
-        if abs(target - score) <= tolerance or metric.is_better(score, target):
+        if abs(unlimited.score - chosen.score) <= tolerance or metric.is_better(chosen.score, unlimited.score):
             return chosen, budget
         budget = budget.scaled(2.0)
-        chosen = _members_within(run, budget, data, folds, metric)
+        chosen = _members_within(run, budget, data, folds, metric, until)
     return None, budget
 
 
-def _unlimited_members(run: Run, ranked: list[TrialOutcome], data: TrainingData, folds: Folds,
-                       metric: Metric) -> tuple[list[TrialOutcome], list[float], list[float] | None]:
+def _unlimited_members(run: Run, ranked: list[TrialOutcome], data: TrainingData, folds: Folds, metric: Metric,
+                       until: float) -> Choice:
     """The ensemble, or the best trial alone, with no inference budget."""
-    best_alone = [ranked[0]], [1.0], None
+    best_alone = Choice([ranked[0]], [1.0], None)
     if not run.spec.ensemble.enabled or len(ranked) < 2:
         run.ensemble_note = "disabled in the spec" if not run.spec.ensemble.enabled else "one trial finished"
         return best_alone
-    select_until = time.monotonic() + select_limit_s(run.spec)
     candidates = ensemble_candidates(run, metric)
-    members, selection = _blend(run, candidates, data, folds, metric, select_until)
+    members, selection = _blend(run, candidates, data, folds, metric, until)
     if len(members) == 1:
         run.ensemble_note = "no blend beat the best single model"
         return best_alone
@@ -170,47 +181,48 @@ def _unlimited_members(run: Run, ranked: list[TrialOutcome], data: TrainingData,
         refits = sum(m.fold_models is None for m in members)
         overrun = f"refitting {refits} of its {len(members)} members (~{cost:.1f}s) would overrun the budget"
         kept = [c for c in candidates if c.fold_models is not None]
-        members, selection = _blend(run, kept, data, folds, metric, select_until) if len(kept) > 1 else ([], None)
+        members, selection = _blend(run, kept, data, folds, metric, until) if len(kept) > 1 else ([], None)
         if len(members) < 2 or not metric.is_better(selection.score, ranked[0].cv_score):
             run.ensemble_note = f"skipped: {overrun}"
             return best_alone
         run.ensemble_note = f"{len(members)} members whose fold models were kept: {overrun}"
     else:
         run.ensemble_note = f"{len(members)} members"
-    return members, list(selection.weights.values()), selection.fold_scores
+    return Choice(members, list(selection.weights.values()), selection.fold_scores)
 
 
-def _members_within(run: Run, budget: InferenceBudget, data: TrainingData,
-                    folds: Folds, metric: Metric) -> tuple[list[TrialOutcome], list[float], list[float] | None, bool]:
+def _members_within(run: Run, budget: InferenceBudget, data: TrainingData, folds: Folds, metric: Metric,
+                    until: float) -> Choice:
     """The best blend (or single trial, without an ensemble) within ``budget``: of the fold
     models bagged, or refit on all rows where that scores better within it (its score is
     estimated from the fold models, as AutoGluon's refit_full does). With no trial within
-    the budget even refit, the fastest one, refit. Returns the members, weights, fold scores
-    (None: a single trial) and whether they are all refit."""
-    candidates = ensemble_candidates(run, metric)  # the trials whose out-of-fold predictions were kept
+    the budget even refit, the fastest one, refit."""
+    # the trials whose out-of-fold predictions were kept, but not those cut short: their
+    # costs were measured on smaller models than their refit grows (their configuration ran again)
+    candidates = [c for c in ensemble_candidates(run, metric) if not c.cut_short] or ensemble_candidates(run, metric)
     rounds = run.spec.ensemble.size if run.spec.ensemble.enabled else 1
-    until = time.monotonic() + select_limit_s(run.spec)
     choices = []
     for refit in ([False] if not budget.refit_forced else []) + [True]:
         affordable = [c for c in candidates if budget.fits([c], refit)]
         if affordable:
             costs = [budget.member_ms(c, refit) for c in affordable]
             members, selection = _blend(run, affordable, data, folds, metric, until, rounds, costs,
-                                        budget.max_ms_per_row)
-            choices.append((members, selection, refit))
+                                        budget.max_ms_per_row - budget.overhead_ms)
+            single = len(members) == 1
+            choices.append(Choice(members, [1.0] if single else list(selection.weights.values()),
+                                  None if single else selection.fold_scores, refit))
     if not choices:
         fastest = min(candidates, key=budget.model_ms)
         run.ensemble_note = (f"no model predicts within predict.max_ms_per_row={budget.max_ms_per_row:.4g}: "
                              f"the fastest, {model_name(fastest)} ({budget.model_ms(fastest):.4g} ms a row), refit")
         run.progress.warn(run.ensemble_note)
-        return [fastest], [1.0], None, True
-    members, selection, refit = choices[0]
-    if len(choices) > 1 and metric.is_better(choices[1][1].score, selection.score):
-        members, selection, refit = choices[1]
-    run.ensemble_note = f"{len(members)} member{'s' if len(members) > 1 else ''}" + (", refit" if refit else "")
-    if len(members) == 1:
-        return members, [1.0], None, refit
-    return members, list(selection.weights.values()), selection.fold_scores, refit
+        return Choice([fastest], [1.0], None, refit=True)
+    chosen = choices[0]  # bagged, unless the refit members score better within the budget
+    if len(choices) > 1 and metric.is_better(choices[1].score, chosen.score):
+        chosen = choices[1]
+    members = chosen.members
+    run.ensemble_note = f"{len(members)} member{'s' if len(members) > 1 else ''}" + (", refit" if chosen.refit else "")
+    return chosen
 
 
 def _blend(run: Run, candidates: list[TrialOutcome], data: TrainingData, folds: Folds, metric: Metric,

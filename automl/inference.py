@@ -4,7 +4,8 @@ a row, and which members and which form (bagged or refit) fit the budget.
 A trial's cost is measured where it predicted its validation rows: in batches, on the
 trial's threads (one, mostly), so milliseconds per row of one fitted model. A member kept
 as its fold models bagged costs that once per fold model; refit on all rows, once. A blend
-costs the sum of its members. Prediction on more cores, in larger batches, only takes less.
+costs the sum of its members, plus what turning rows into features costs (measured once
+at the end of the search). Prediction on more cores, in larger batches, only takes less.
 
 ``auto`` (the default) applies to large tables (LARGE_TABLE_ROWS training rows or more),
 where bagging and blending often gain little and multiply the prediction time and the model
@@ -21,9 +22,13 @@ is taken. Smaller tables get no limit: bagging pays there, and predicting them c
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass
 from typing import Any
 
+import pandas as pd
+
+from automl.data import FeatureSchema
 from automl.prediction import BaggedModel
 from automl.trial import TrialOutcome
 
@@ -42,19 +47,22 @@ class InferenceBudget:
     """Rows a trial predicted over its folds (its ``predict_time_s`` is for these)."""
     refit_forced: bool = False
     """``predict.refit_full``: members are refit on all rows whatever the budget."""
+    overhead_ms: float = 0.0
+    """What every prediction pays a row besides its models: reading the rows into features."""
 
     @classmethod
     def resolve(cls, asked: float | str | None, best: TrialOutcome, predicted_rows: int, n_rows: int,
-                refit_forced: bool = False) -> InferenceBudget:
+                refit_forced: bool = False, overhead_ms: float = 0.0) -> InferenceBudget:
         """The budget ``asked`` for (a number, ``"auto"`` or None) on this data; ``best`` is the best trial."""
-        budget = cls(math.inf, predicted_rows, refit_forced)
+        unlimited = cls(math.inf, predicted_rows, refit_forced, overhead_ms)
         if asked == "auto":
-            return cls(budget.model_ms(best) if n_rows >= LARGE_TABLE_ROWS else math.inf, predicted_rows,
-                       refit_forced)
-        return cls(math.inf if asked is None else float(asked), predicted_rows, refit_forced)
+            limit = unlimited.cost_ms([best], refit=True) if n_rows >= LARGE_TABLE_ROWS else math.inf
+        else:
+            limit = math.inf if asked is None else float(asked)
+        return cls(limit, predicted_rows, refit_forced, overhead_ms)
 
     def scaled(self, factor: float) -> InferenceBudget:
-        return InferenceBudget(self.max_ms_per_row * factor, self.predicted_rows, self.refit_forced)
+        return InferenceBudget(self.max_ms_per_row * factor, self.predicted_rows, self.refit_forced, self.overhead_ms)
 
     @property
     def limited(self) -> bool:
@@ -70,12 +78,14 @@ class InferenceBudget:
         return self.model_ms(outcome) * (len(outcome.fold_models) if bagged else 1)
 
     def cost_ms(self, members: list[TrialOutcome], refit: bool) -> float:
-        return sum(self.member_ms(member, refit) for member in members)
+        """A final model's milliseconds a row: its members' and the features'."""
+        return self.overhead_ms + sum(self.member_ms(member, refit) for member in members)
 
     def final_ms(self, members: list[TrialOutcome], estimators: list[Any]) -> float:
         """Milliseconds per row of the final model: each member's models, as made (``estimators``)."""
-        return sum(self.model_ms(member) * (len(estimator.models) if isinstance(estimator, BaggedModel) else 1)
-                   for member, estimator in zip(members, estimators, strict=True))
+        return self.overhead_ms + sum(
+            self.model_ms(member) * (len(estimator.models) if isinstance(estimator, BaggedModel) else 1)
+            for member, estimator in zip(members, estimators, strict=True))
 
     def fits(self, members: list[TrialOutcome], refit: bool) -> bool:
         return self.cost_ms(members, refit) <= self.max_ms_per_row
@@ -84,3 +94,22 @@ class InferenceBudget:
         """Whether the final model will likely be refit: asked for, or the best trial's fold
         models bagged exceed the budget (the search keeps time back for the refit)."""
         return self.refit_forced or not self.fits([best], refit=False)
+
+
+OVERHEAD_SAMPLE_ROWS = 2_000
+
+
+def features_ms_per_row(schema: FeatureSchema, X: pd.DataFrame) -> float:
+    """Milliseconds a row to turn rows into the models' features (``FeatureSchema.transform``),
+    timed on up to OVERHEAD_SAMPLE_ROWS training rows (best of three) as the training features
+    read them back: 0.002 ms a row on adult, a tenth of its LightGBM's cost. Date columns,
+    split into parts in ``X``, cannot be read back: 0 then (those tables' cost is the models')."""
+    sample = X.iloc[:OVERHEAD_SAMPLE_ROWS]
+    if any(name not in sample.columns for name in schema.required_columns):
+        return 0.0
+    best = math.inf
+    for _ in range(3):
+        started = time.perf_counter()
+        schema.transform(sample)
+        best = min(best, time.perf_counter() - started)
+    return 1000.0 * best / max(1, len(sample))

@@ -357,19 +357,22 @@ class Search:
         has completed, the clock's ``first_result_s``."""
         return min(limit_s, self.clock.first_result_s) if not self.best_scores else limit_s
 
-    def _run_again_in_full(self, running: _Running, first_model: bool) -> None:
+    def _run_again_in_full(self, running: _Running, first_model: bool) -> bool:
         """A trial cut short so that a first model came early (its learners stopped growing
         before its own limit, or it fit on fewer rows for time) gave that model; its
         configuration is then its family's next, to run in full. When it gave the run's
         first model, that runs next, before other families' first trials: where time is
         short, the first family (the strongest, in plan order) is confirmed before the rest
-        are tried, on up to CONFIRM_LIMIT_FACTOR times the trial limit."""
+        are tried, on up to CONFIRM_LIMIT_FACTOR times the trial limit. Returns whether it
+        will run again."""
         spec = running.spec
         if running.first_round and (spec.time_limit_s < running.limit_s or spec.sample_reason == "time"):
             self.untried[spec.family].insert(0, spec.params)
             if first_model:
                 self._first_round.insert(0, spec.family)
                 self._confirming = (spec.family, spec.params)
+            return True
+        return False
 
     def _skipped(self, spec: TrialSpec) -> TrialOutcome:
         family = self.families[spec.family]
@@ -444,7 +447,7 @@ class Search:
                         first_model = not self.best_scores
                         finish(running.trial, outcome)
                         if outcome.status == COMPLETE:
-                            self._run_again_in_full(running, first_model)
+                            outcome.cut_short = self._run_again_in_full(running, first_model)
                     for handle, running in list(pending.items()):
                         if time.monotonic() - running.started >= running.limit_s and time.monotonic() < deadline():
                             executor.cancel(handle)

@@ -111,6 +111,9 @@ class TrialOutcome:
     models kept where early stopping cut them short (see ``ModelFamily.kept_size``)."""
     traceback: str = ""
     """Where a failed trial failed: the end of its traceback (``error`` holds its message)."""
+    cut_short: bool = False
+    """Grown or sampled short so that a first model came early, and run again in full (see
+    ``Search``): a refit of it grows whole, unlike the models its costs were measured on."""
 
     @property
     def cv_score(self) -> float:
