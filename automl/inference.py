@@ -107,6 +107,8 @@ def features_ms_per_row(schema: FeatureSchema, X: pd.DataFrame) -> float:
     sample = X.iloc[:OVERHEAD_SAMPLE_ROWS]
     if any(name not in sample.columns for name in schema.required_columns):
         return 0.0
+    sample = sample.astype({name: object for name, dtype in sample.dtypes.items()  # as rows arrive: text
+                            if isinstance(dtype, pd.CategoricalDtype)})
     best = math.inf
     for _ in range(3):
         started = time.perf_counter()
