@@ -77,10 +77,11 @@ def test_drift_reads_a_log_folder_no_drift_for_training_like_rows_and_drift_for_
         if name == "shifted":
             frame["x"] += 2.0
         log = RequestLog(tmp_path / name, predictor.schema, flush_rows=300, flush_seconds=60)
+        service = PredictionService(predictor, request_log=log)  # the server's request path, without Ray
         features = frame.drop(columns=["y"])
-        for start in range(0, 1_000, 250):
-            chunk = features.iloc[start:start + 250]
-            log.record(chunk, predictor.predict(chunk), None)
+        for start in range(0, 1_000, 250):  # in four requests
+            body = features.iloc[start:start + 250].to_json(orient="records").encode()
+            assert service.handle("POST", "/predict", body, "application/json")[0] == 200
         log.close()
     same = automl_cli("drift", model_dir, tmp_path / "same", "--json")
     assert same.returncode == 0 and json.loads(same.stdout)["verdict"] == "no drift"
