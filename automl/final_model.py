@@ -207,7 +207,7 @@ def _members_within(run: Run, budget: InferenceBudget, data: TrainingData, folds
         if affordable:
             costs = [budget.member_ms(c, refit) for c in affordable]
             members, selection = _blend(run, affordable, data, folds, metric, until, rounds, costs,
-                                        budget.max_ms_per_row - budget.overhead_ms)
+                                        budget.models_limit_ms)
             single = len(members) == 1
             choices.append(Choice(members, [1.0] if single else list(selection.weights.values()),
                                   None if single else selection.fold_scores, refit))

@@ -32,6 +32,8 @@ from automl.data import FeatureSchema
 from automl.prediction import BaggedModel
 from automl.trial import TrialOutcome
 
+ROUNDING = 1e-9
+"""Costs are compared with this relative slack: a budget made of a model's own cost fits it."""
 LARGE_TABLE_ROWS = 20_000
 """From this many training rows, ``max_ms_per_row: auto`` limits the final model to the best
 single model's cost, refit."""
@@ -87,8 +89,13 @@ class InferenceBudget:
             self.model_ms(member) * (len(estimator.models) if isinstance(estimator, BaggedModel) else 1)
             for member, estimator in zip(members, estimators, strict=True))
 
+    @property
+    def models_limit_ms(self) -> float:
+        """What the members may take a row together: the budget less the features' cost."""
+        return (self.max_ms_per_row - self.overhead_ms) * (1 + ROUNDING)
+
     def fits(self, members: list[TrialOutcome], refit: bool) -> bool:
-        return self.cost_ms(members, refit) <= self.max_ms_per_row
+        return self.cost_ms(members, refit) <= self.max_ms_per_row * (1 + ROUNDING)
 
     def expects_refit(self, best: TrialOutcome) -> bool:
         """Whether the final model will likely be refit: asked for, or the best trial's fold

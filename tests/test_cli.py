@@ -130,7 +130,7 @@ def test_bad_holdout_fails_before_the_search_and_keeps_the_old_run(tmp_path, bin
 
 
 def test_an_unknown_command_is_a_usage_error_that_lists_the_commands(capsys):
-    assert run_command(["retrain", "spec.yaml"]) == 2
+    assert run_command(["refit", "spec.yaml"]) == 2
     err = capsys.readouterr().err
-    assert "Usage:" in err and "No such command 'retrain'" in err and "internal error" not in err
+    assert "Usage:" in err and "No such command 'refit'" in err and "internal error" not in err
     assert "commands: fit, predict, evaluate" in err

@@ -7,8 +7,10 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
+import pandas as pd
 import pytest
 
+from automl.data import FeatureSchema
 from automl.engine import Run
 from automl.ensemble import fold_scores, select_ensemble
 from automl.final_model import ENSEMBLE_CANDIDATES, ensemble_candidates, select_members
@@ -237,7 +239,7 @@ def test_when_refitting_the_ensemble_would_overrun_it_is_made_of_the_kept_fold_m
     run.outcomes = [best, _outcome(1, "lightgbm", y, 0.6, rng), _outcome(2, "knn", y, 0.6, rng)]
     metric = get_metric("rmse", "regression")
     folds = make_folds("regression", y, 5, seed=0)
-    data = SimpleNamespace(y=y)
+    data = SimpleNamespace(y=y, schema=FeatureSchema([]), X=pd.DataFrame(index=range(N)))
     run.hard_deadline = time.monotonic() + 1000
     members, _, _ = select_members(run, data, folds, metric)
     assert best in members and run.ensemble_note == f"{len(members)} members"
