@@ -26,7 +26,7 @@ browser:
 	  echo "note: no chromium (not root, or apt-get failed): the report's browser test will skip"
 
 test: install
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=15
 
 demo: install
 	$(BIN)/automl fit specs/breast_cancer.yaml --overwrite
