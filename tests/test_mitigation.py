@@ -10,10 +10,12 @@ import pytest
 from fairlearn.metrics import demographic_parity_difference
 
 from automl.artifact import load_predictor
+from automl.cli import run_command
+from automl.engine import run_fit
 from automl.errors import InputError
 from automl.mitigation import GroupThresholds
-from automl.spec import build_spec
-from tests.conftest import automl_cli, write_spec
+from automl.spec import build_spec, load_spec
+from tests.conftest import write_spec
 
 
 def _biased(n: int, seed: int) -> tuple[np.ndarray, np.ndarray, pd.DataFrame]:
@@ -40,15 +42,15 @@ def test_demographic_parity_thresholds_even_out_the_selection_rates():
         thresholds.sensitive_of(new_sensitive.rename(columns={"group": "other"}))
 
 
-def test_a_mitigated_fit_records_before_and_after_and_needs_the_sensitive_column_to_predict(tmp_path, binary_frame):
+def test_a_mitigated_fit_records_before_and_after_and_needs_the_sensitive_column_to_predict(tmp_path, binary_frame,
+                                                                                           capsys):
     rng = np.random.default_rng(0)
     frame = binary_frame.assign(group=np.where(rng.random(len(binary_frame)) < 0.2 + 0.6 * binary_frame["target"],
                                                "a", "b"))
     spec = write_spec(tmp_path, frame, budget={"time_s": 12, "max_trials": 4}, models={"include": ["linear"]},
                       data={"sensitive": ["group"]}, fairness={"mitigate": "demographic_parity"},
                       validation={"folds": 3, "test_size": 0.3})
-    fitted = automl_cli("fit", spec, "--quiet")
-    assert fitted.returncode == 0, fitted.stderr
+    run_fit(load_spec(spec))
     fairness = json.loads((tmp_path / "run" / "run.json").read_text())["fairness"]
     gaps = fairness["mitigation"]["columns"]["group"]["demographic_parity_difference"]
     assert fairness["source"] == "holdout" and gaps["after"] < gaps["before"]
@@ -58,11 +60,13 @@ def test_a_mitigated_fit_records_before_and_after_and_needs_the_sensitive_column
 
     rows = frame.drop(columns=["target"]).head(20)
     rows.to_csv(tmp_path / "rows.csv", index=False)
-    predicted = automl_cli("predict", tmp_path / "run", tmp_path / "rows.csv")
-    assert predicted.returncode == 0 and len(predicted.stdout.splitlines()) == 21 and not predicted.stderr
+    capsys.readouterr()
+    assert run_command(["predict", str(tmp_path / "run"), str(tmp_path / "rows.csv")]) == 0
+    predicted = capsys.readouterr()
+    assert len(predicted.out.splitlines()) == 21 and not predicted.err
     rows.drop(columns=["group"]).to_csv(tmp_path / "no-group.csv", index=False)
-    refused = automl_cli("predict", tmp_path / "run", tmp_path / "no-group.csv")
-    assert refused.returncode == 2 and refused.stderr.strip().splitlines() == [
+    assert run_command(["predict", str(tmp_path / "run"), str(tmp_path / "no-group.csv")]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
         "error: the model mitigates bias by column 'group' (fairness.mitigate: demographic_parity): "
         "the data to predict must have it"]
     assert load_predictor(tmp_path / "run").mitigation.constraint == "demographic_parity"

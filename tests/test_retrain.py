@@ -5,14 +5,14 @@ from __future__ import annotations
 import json
 
 import numpy as np
-import pandas as pd
 import pytest
 
 from automl.api import AutoML
 from automl.artifact import load_predictor
+from automl.cli import run_command
 from automl.engine import run_fit
 from automl.spec import load_spec
-from tests.conftest import automl_cli, write_spec
+from tests.conftest import write_spec
 
 
 @pytest.fixture(scope="module")
@@ -29,17 +29,21 @@ def _trial_configs(run_dir) -> list[tuple[str, dict]]:
     return [(trial["family"], trial["params"]) for trial in sorted(log, key=lambda t: t["trial"])]
 
 
-def test_only_if_drift_leaves_a_resample_alone_and_retrains_on_shifted_rows(tmp_path, previous, binary_frame):
+def _retrain(*args) -> int:
+    """``automl retrain`` in this process (the command line's own entry, without a new interpreter)."""
+    return run_command(["retrain", *map(str, args)])
+
+
+def test_only_if_drift_leaves_a_resample_alone_and_retrains_on_shifted_rows(tmp_path, previous, binary_frame, capsys):
     resample = binary_frame.iloc[:400].sample(350, random_state=0)
     resample.to_csv(tmp_path / "same.csv", index=False)
-    same = automl_cli("retrain", previous, tmp_path / "same.csv", "-o", tmp_path / "same-run", "--only-if-drift")
-    assert same.returncode == 0 and "not retrained" in same.stdout and not (tmp_path / "same-run").exists()
+    assert _retrain(previous, tmp_path / "same.csv", "-o", tmp_path / "same-run", "--only-if-drift") == 0
+    assert "not retrained" in capsys.readouterr().out and not (tmp_path / "same-run").exists()
 
     shifted = binary_frame.iloc[400:].assign(mean_radius=lambda f: f["mean_radius"] + 10)
     shifted.to_csv(tmp_path / "shifted.csv", index=False)
     run = tmp_path / "shifted-run"
-    retrained = automl_cli("retrain", previous, tmp_path / "shifted.csv", "-o", run, "--only-if-drift", "--quiet")
-    assert retrained.returncode == 0, retrained.stderr
+    assert _retrain(previous, tmp_path / "shifted.csv", "-o", run, "--only-if-drift", "--quiet") == 0
     summary = json.loads((run / "run.json").read_text())
     compared = summary["retrain"]
     assert compared["holdout_rows"] == pytest.approx(0.2 * len(shifted), abs=1)
@@ -57,7 +61,7 @@ def test_only_if_drift_leaves_a_resample_alone_and_retrains_on_shifted_rows(tmp_
 
 def test_a_warm_started_retrain_runs_the_previous_configurations_first(tmp_path, previous, binary_frame):
     model = AutoML.load(previous)
-    retrained = model.retrain(binary_frame.iloc[400:], output=tmp_path / "run", search_s=10)
+    retrained = model.retrain(binary_frame.iloc[400:], output=tmp_path / "run", search_s=6)
     old = sorted(load_predictor(previous).members, key=lambda m: -m.weight)
     configs = _trial_configs(tmp_path / "run")
     assert len(configs) > len(old)  # the search went on after them
@@ -68,12 +72,10 @@ def test_a_warm_started_retrain_runs_the_previous_configurations_first(tmp_path,
     assert isinstance(retrained.predict(binary_frame.iloc[400:].drop(columns=["target"])), np.ndarray)
 
 
-def test_retraining_on_rows_without_the_models_columns_is_refused(tmp_path, previous, binary_frame):
-    frame = binary_frame.iloc[400:].drop(columns=["mean_radius"])
-    frame.to_csv(tmp_path / "new.csv", index=False)
-    refused = automl_cli("retrain", previous, tmp_path / "new.csv", "-o", tmp_path / "run")
-    assert refused.returncode == 2 and "lacks 1 column(s) the model uses: mean_radius" in refused.stderr
-    unlabelled = pd.DataFrame(binary_frame.iloc[400:].drop(columns=["target"]))
-    unlabelled.to_csv(tmp_path / "unlabelled.csv", index=False)
-    refused = automl_cli("retrain", previous, tmp_path / "unlabelled.csv", "-o", tmp_path / "run")
-    assert refused.returncode == 2 and "no target column 'target'" in refused.stderr
+def test_retraining_on_rows_without_the_models_columns_is_refused(tmp_path, previous, binary_frame, capsys):
+    binary_frame.iloc[400:].drop(columns=["mean_radius"]).to_csv(tmp_path / "new.csv", index=False)
+    assert _retrain(previous, tmp_path / "new.csv", "-o", tmp_path / "run") == 2
+    assert "lacks 1 column(s) the model uses: mean_radius" in capsys.readouterr().err
+    binary_frame.iloc[400:].drop(columns=["target"]).to_csv(tmp_path / "unlabelled.csv", index=False)
+    assert _retrain(previous, tmp_path / "unlabelled.csv", "-o", tmp_path / "run") == 2
+    assert "no target column 'target'" in capsys.readouterr().err
