@@ -199,7 +199,8 @@ class Run(RunClock):
             self.plan.use_gpus(self.spec, executor.gpus, len(data.y), data.X.shape[1])
             search.use_gpus(self.plan.gpus_per_trial, executor.gpus)
             search.clock = self.plan.clock
-            search.pruning = len(folds) > 1
+            # a retrain without a search refits the previous members: none is stopped early for scoring worse
+            search.pruning = len(folds) > 1 and not (self.prior is not None and self.prior.weights is not None)
             payload = executor.put(workload)
             self.search_started = time.monotonic()
 
