@@ -35,7 +35,7 @@ if not stdout.is_terminal:
 
 def print_leaderboard(board: pd.DataFrame, limit: int | None = 20) -> None:
     columns = ["rank", "model", "family", "train_score", "cv_score", "holdout_score", "cv_std", "fit_time_s",
-               "predict_time_s", "n_trials_family"]
+               "predict_time_s", "predict_ms_per_row", "n_trials_family"]
     columns = [c for c in columns if c in board.columns and not board[c].isna().all()]
     table = Table(*columns)
     shown = board if limit is None else board.head(limit)

@@ -67,7 +67,7 @@ def test_fit_regression_then_predict_and_leaderboard(tmp_path, regression_frame)
     assert summary["cv_score"] < regression_frame["target"].std()  # better than predicting the mean
     assert len(predictions) == len(features) and predictions["target"].notna().all()
     shown = automl_cli("leaderboard", tmp_path / "run")
-    assert shown.returncode == 0 and board.loc[0, "model"] in shown.stdout
+    assert shown.returncode == 0 and board.loc[0, "model"] in shown.stdout and "predict_ms_per_row" in shown.stdout
     for name in ("report.html", "run.json", "study.db", "model/model.joblib", "model/meta.json"):
         assert (tmp_path / "run" / name).exists(), name
 
