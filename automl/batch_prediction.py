@@ -39,8 +39,7 @@ def predict_file(predictor: Predictor, data: Path, out: TextIO, proba: bool = Fa
     """Write ``data``'s predictions to ``out`` as CSV, chunk by chunk; returns the rows written."""
     written = 0
     for chunk in table_chunks(data, chunk_rows):
-        predictions(predictor, chunk, proba, id_column, str(data)).to_csv(out, index=False, header=written == 0)
-        written += len(chunk)
+        written += _write(predictions(predictor, chunk, proba, id_column, str(data)), out, written)
     return written
 
 
@@ -79,5 +78,6 @@ def _result(session: Any, handle: Any) -> pd.DataFrame:
 
 
 def _write(frame: pd.DataFrame, out: TextIO, written: int) -> int:
+    """Append ``frame`` to the CSV in ``out`` (its header only first); returns its rows."""
     frame.to_csv(out, index=False, header=written == 0)
     return len(frame)

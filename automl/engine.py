@@ -35,7 +35,7 @@ from automl.checkpoint import (
     resumable_run,
     storage_url,
 )
-from automl.data import FeatureSchema, release_reader_memory
+from automl.data import release_reader_memory
 from automl.drift import REFERENCE_FILE
 from automl.execution import backend_name, local, make_executor
 from automl.final_model import (
@@ -48,7 +48,7 @@ from automl.final_model import (
     select_members,
 )
 from automl.folder_lock import locked_folder
-from automl.inference import InferenceBudget, features_ms_per_row
+from automl.inference import InferenceBudget
 from automl.inputs import Inputs, load_and_check
 from automl.metrics import Metric
 from automl.outputs import (
@@ -76,7 +76,6 @@ from automl.retrain import PriorModel, comparison
 from automl.search import Search
 from automl.spec import Spec
 from automl.trial import COMPLETE, TrialOutcome, Workload
-from automl.validation import Folds
 
 
 @dataclass
@@ -104,6 +103,7 @@ class Run(RunClock):
         self.calibration: dict[str, Any] = {"method": "none", "reason": "not tried"}
         """What ``calibrate_members`` decided, for run.json."""
         self.final_model = ""
+        """How the members were made: "bagged" fold models, "refit" on all rows, or "mixed" (some of each)."""
         self.refit_for_budget = False
         """Whether the inference budget chose members refit on all rows (``select_members``)."""
         self.inference: dict[str, Any] = {}
@@ -117,7 +117,6 @@ class Run(RunClock):
         """The model a retrain starts from (``automl.retrain``)."""
         self.retrain: dict[str, Any] | None = None
         """A retrain's comparison of the previous model and the new one, for run.json."""
-        """How the members were made: "bagged" fold models, "refit" on all rows, or "mixed" (some of each)."""
         self.backend = backend_name(spec.hardware)
         self.memory: MemoryBudget | None = None
         self.sampling_notes: set[tuple[str, str]] = set()
@@ -134,15 +133,11 @@ class Run(RunClock):
         """The trials the final model will likely be made of, best first (for its time reserve)."""
         return self.best_outcomes(metric, 3 if self.spec.ensemble.enabled else 1)
 
-    def inference_budget(self, best: TrialOutcome, folds: Folds, n_rows: int,
-                         features: FeatureSchema | None = None, X: pd.DataFrame | None = None) -> InferenceBudget:
-        """``predict.max_ms_per_row`` on this data, with ``best`` the best trial so far; with
-        ``features`` and ``X``, the features' cost a row is measured and counted too."""
-        self.predicted_rows = int(folds.covered.sum())
-        overhead_ms = features_ms_per_row(features, X) if features is not None else 0.0
-        self.budget = InferenceBudget.resolve(self.spec.predict.max_ms_per_row, best, self.predicted_rows, n_rows,
-                                              self.spec.predict.refit_full, overhead_ms)
-        return self.budget
+    def inference_budget(self, best: TrialOutcome, n_rows: int, overhead_ms: float = 0.0) -> InferenceBudget:
+        """``predict.max_ms_per_row`` on this data, with ``best`` the best trial so far and
+        ``overhead_ms`` the features' cost a row (``automl.inference.features_ms_per_row``)."""
+        return InferenceBudget.resolve(self.spec.predict.max_ms_per_row, best, self.predicted_rows, n_rows,
+                                       self.spec.predict.refit_full, overhead_ms)
 
     def note_inference_cost(self, members: list[TrialOutcome], fitted: list[Member],
                             ensemble_scores: list[float] | None, metric: Metric) -> None:
@@ -202,12 +197,13 @@ class Run(RunClock):
             # a retrain without a search refits the previous members: none is stopped early for scoring worse
             search.pruning = len(folds) > 1 and not (self.prior is not None and self.prior.weights is not None)
             payload = executor.put(workload)
+            self.predicted_rows = int(folds.covered.sum())  # once: the deadline below is read on every turn
             self.search_started = time.monotonic()
 
             def deadline() -> float:
                 likely = self.likely_members(metric)
                 candidates = ensemble_candidates(self, metric) if self.spec.ensemble.enabled else likely
-                refit = bool(likely) and self.inference_budget(likely[0], folds, len(data.y)).expects_refit(likely[0])
+                refit = bool(likely) and self.inference_budget(likely[0], len(data.y)).expects_refit(likely[0])
                 return self.search_deadline(likely, candidates, folds.refit_share, len(data.y), refit)
 
             all_outcomes = search.run(executor, payload, deadline, record, on_warning=self._warn_machinery)

@@ -29,7 +29,7 @@ from automl.calibration import Temperature, calibrate
 from automl.data import TrainingData
 from automl.ensemble import EnsembleSelection, fold_scores, select_ensemble
 from automl.errors import InputError
-from automl.inference import InferenceBudget
+from automl.inference import InferenceBudget, features_ms_per_row
 from automl.metrics import Metric
 from automl.mitigation import GroupThresholds
 from automl.models import get_family
@@ -102,7 +102,8 @@ def select_members(run: Run, data: TrainingData, folds: Folds,
     if not ranked:
         raise InputError(f"no trial finished within budget.time_s={run.spec.budget.time_s:g}; "
                          "give the run more time")
-    budget = run.inference_budget(ranked[0], folds, len(data.y), data.schema, data.X)
+    run.predicted_rows = int(folds.covered.sum())  # as the search counted them (a resumed run's too)
+    run.budget = budget = run.inference_budget(ranked[0], len(data.y), features_ms_per_row(data.schema, data.X))
     run.inference = {"asked": run.spec.predict.max_ms_per_row, "max_ms_per_row": None,
                      "features_ms_per_row": budget.overhead_ms}
     if run.prior is not None and run.prior.weights is not None:
@@ -199,7 +200,8 @@ def _members_within(run: Run, budget: InferenceBudget, data: TrainingData, folds
     the budget even refit, the fastest one, refit."""
     # the trials whose out-of-fold predictions were kept, but not those cut short: their
     # costs were measured on smaller models than their refit grows (their configuration ran again)
-    candidates = [c for c in ensemble_candidates(run, metric) if not c.cut_short] or ensemble_candidates(run, metric)
+    kept = ensemble_candidates(run, metric)
+    candidates = [c for c in kept if not c.cut_short] or kept
     rounds = run.spec.ensemble.size if run.spec.ensemble.enabled else 1
     choices = []
     for refit in ([False] if not budget.refit_forced else []) + [True]:
