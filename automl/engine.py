@@ -193,6 +193,7 @@ class Run(RunClock):
             self.timings["executor_start_s"] = self.elapsed() - self.timings["load_s"]
             self.plan.use_gpus(self.spec, executor.gpus, len(data.y), data.X.shape[1])
             search.use_gpus(self.plan.gpus_per_trial, executor.gpus)
+            search.start_gpu_workers(executor)
             search.clock = self.plan.clock
             # a retrain without a search refits the previous members: none is stopped early for scoring worse
             search.pruning = len(folds) > 1 and not (self.prior is not None and self.prior.weights is not None)
@@ -208,6 +209,8 @@ class Run(RunClock):
 
             all_outcomes = search.run(executor, payload, deadline, record, on_warning=self._warn_machinery)
             loop_end = self.elapsed()
+            if executor.gpu_workers_ready_after_s:  # the slowest GPU worker's start and warm-up
+                self.timings["gpu_worker_start_s"] = max(executor.gpu_workers_ready_after_s)
         self.outcomes = search.recovered + all_outcomes  # with the trials cancelled at the deadline
         for message in failure_warnings(self.outcomes):
             self._warn_machinery(message)

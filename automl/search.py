@@ -15,6 +15,7 @@ import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -31,7 +32,7 @@ from automl.execution import Executor
 from automl.metrics import Metric
 from automl.models import ModelFamily
 from automl.planner import GIB, MIN_SAMPLE_SHARE, FamilyShares, MemoryBudget, TrialClock, useful_first_rows
-from automl.trial import COMPLETE, FAILED, PRUNED, TrialOutcome, TrialSpec, run_trial
+from automl.trial import COMPLETE, FAILED, PRUNED, TrialOutcome, TrialSpec, run_trial, warm_up_for_gpu
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -268,22 +269,39 @@ class Search:
             return {"num_cpus": GPU_TRIAL_CPUS, "num_gpus": self.gpus_per_trial}
         return {"num_cpus": self.cpus_per_trial, "num_gpus": 0}
 
-    def _open_families(self, pending: dict[Any, _Running], slots: int) -> list[str]:
-        """The families a trial may be asked for now, of the ``slots`` the executor runs at
-        once: any while one is free; with GPUs, those on a GPU while a GPU slot is free, the
-        others while a CPU slot is. GPU trials' CPUs come out of the CPU slots, which keep
-        one at least: on 2 CPUs, one GPU trial and one CPU trial run at once."""
+    def held_gpu_slots(self, slots: int) -> int:
+        """GPU trials at once, of the executor's ``slots``: one per GPU share, their CPUs taken
+        out of the CPU slots, which keep one at least (on 2 CPUs: one GPU trial, one CPU trial)."""
+        cpus = slots * self.cpus_per_trial
+        return min(self.gpu_slots, max(1, (cpus - self.cpus_per_trial) // GPU_TRIAL_CPUS))
+
+    def start_gpu_workers(self, executor: Executor) -> None:
+        """Have ``executor`` start the workers the GPU trials run in, warmed up for the
+        families on the GPU (see ``Executor.start_gpu_workers``)."""
+        on_gpu = tuple(name for name in self.families if self._on_gpu(name))
+        if on_gpu:  # all take the same resources
+            executor.start_gpu_workers(self.held_gpu_slots(executor.slots), self.resources(on_gpu[0]),
+                                       partial(warm_up_for_gpu, on_gpu))
+
+    def _open_families(self, pending: dict[Any, _Running], executor: Executor) -> list[str]:
+        """The families a trial may be asked for now: any while one of the executor's slots
+        is free; with GPUs, those on a GPU while a GPU slot is free and, where the executor
+        started GPU workers, one of them is ready; the others while a CPU slot is free."""
+        slots = executor.slots
         on_gpu = [name for name in self.families if self._on_gpu(name) and name not in self.dropped]
         if not on_gpu:
             return list(self.families) if len(pending) < slots else []
-        cpus = slots * self.cpus_per_trial
-        gpu_slots = min(self.gpu_slots, max(1, (cpus - self.cpus_per_trial) // GPU_TRIAL_CPUS))
-        if not self._gpu_trial_finished:
-            # A trial's first fit in a new worker pays CUDA's start (6.4 s on an H100); four
-            # starting at once, beside the CPU trials' workers starting, ran one past its limit.
-            # One runs first; finished, it has also measured the family's cost on the device.
-            gpu_slots = 1
-        cpu_slots = max(1, (cpus - gpu_slots * GPU_TRIAL_CPUS) // self.cpus_per_trial)
+        held = self.held_gpu_slots(slots)
+        # One GPU trial runs until one has finished: finished, it has measured the family's cost
+        # on the device, which the others' time limits and rows then follow (and where each
+        # trial starts its own worker, four paying CUDA's start at once ran one past its limit).
+        gpu_slots = held if self._gpu_trial_finished else 1
+        ready = executor.ready_gpu_workers
+        if ready is not None:
+            gpu_slots = min(gpu_slots, ready)
+        # Started GPU workers hold their CPUs all along; trials starting their own, while they run.
+        gpu_cpus = (held if ready is not None else gpu_slots) * GPU_TRIAL_CPUS
+        cpu_slots = max(1, (slots * self.cpus_per_trial - gpu_cpus) // self.cpus_per_trial)
         gpu_busy = sum(self._on_gpu(running.spec.family) for running in pending.values())
         on_cpu = [name for name in self.families if not self._on_gpu(name) and name not in self.dropped]
         return ((on_gpu if gpu_busy < gpu_slots else [])
@@ -421,7 +439,7 @@ class Search:
             try:
                 while time.monotonic() < deadline():
                     ctrl_c.check()  # pressed while a finalizer ran, which drops the KeyboardInterrupt
-                    while ((open_families := self._open_families(pending, executor.slots))
+                    while ((open_families := self._open_families(pending, executor))
                            and (self.max_trials is None or asked < self.max_trials)
                            and skips_in_a_row < MAX_SKIPS_IN_A_ROW and not self._first_model_on_a_sample(pending)
                            and deadline() - time.monotonic() >= self._fastest_trial_s(outcomes)):
@@ -434,9 +452,9 @@ class Search:
                         skips_in_a_row = 0
                         handle = executor.submit(trial_fn, payload, running.spec, **self.resources(running.spec.family))
                         pending[handle] = running
-                    if not pending:
+                    if not pending and not executor.warming:
                         break
-                    next_limit = min(r.started + r.limit_s for r in pending.values())
+                    next_limit = min((r.started + r.limit_s for r in pending.values()), default=float("inf"))
                     done, questions = executor.wait(list(pending), min(deadline(), next_limit) - time.monotonic())
                     executor.answer(self._verdicts(questions, pending))
                     for message in executor.take_warnings():

@@ -129,6 +129,13 @@ class TrialOutcome:
         return float(np.mean(finite)) if finite else float("nan")
 
 
+def warm_up_for_gpu(families: tuple[str, ...]) -> None:
+    """In a worker that will run these families' trials on its GPU: pay once what a process's
+    first fit there costs (see ``ModelFamily.warm_up``)."""
+    for name in families:
+        get_family(name).warm_up()
+
+
 def run_trial(workload: Workload, spec: TrialSpec) -> TrialOutcome:
     outcome = TrialOutcome(spec.number, spec.family, spec.params, COMPLETE, host=socket.gethostname(),
                            pid=os.getpid(), started_at=time.time(), train_rows=spec.max_train_rows,

@@ -8,7 +8,8 @@ Under 5 minutes on a one-GPU machine. Prints:
 - with ``--batches``, adult's GPU fit at each of those batch sizes;
 - ``automl fit`` of adult at 90 s with ``hardware.gpus: 1`` and the MLP with LightGBM:
   MLP trials completed, and those stopped at their time limit, whether an MLP is in the
-  final model, and the GPU's busy share during the fit (nvidia-smi, sampled twice a second);
+  final model, and the GPU's busy share during the fit (nvidia-smi, sampled twice a second),
+  the seconds its GPU workers took to start and warm up, and how many processes ran MLP trials;
   then ``automl evaluate`` of that GPU-trained model in a process that sees no GPU.
 
 Without a GPU it says so and exits 0.
@@ -137,6 +138,8 @@ def gpu_fit(datasets: Path, entry: dict, budget_s: float, keep: Path | None = No
             "mlp_trial_s": _means(mlp, fit="fit_time_s", predict="predict_time_s",
                                   start_wait="start_wait_s", verdict_wait="verdict_wait_s"),
             "gpus_per_trial": summary["plan"].get("gpus_per_trial"),
+            "gpu_worker_start_s": summary["timings"].get("gpu_worker_start_s"),
+            "mlp_worker_pids": len({t["pid"] for t in mlp if t["pid"]}),
             "mlp_in_final_model": "mlp" in members, "members": members,
             "gpu_busy_mean_pct": round(sum(busy) / len(busy), 1) if busy else None,
             "gpu_busy_share": round(sum(s > 0 for s in busy) / len(busy), 2) if busy else None,

@@ -171,7 +171,7 @@ def _trial_worker_pids(backend: str, driver: int | None = None) -> list[int]:
     listing = subprocess.run(["ps", "-eo", "pid=,ppid=,args="], capture_output=True, text=True).stdout
     processes = [line.split(maxsplit=2) for line in listing.splitlines()]
     if backend == "ray":
-        return [int(pid) for pid, _, args in processes if "ray::_run_placed" in args]
+        return [int(pid) for pid, _, args in processes if "ray::run_placed" in args]
     zygotes = {pid for pid, parent, args in processes
                if "automl.execution._zygote" in args and (driver is None or int(parent) == driver)}
     return [int(pid) for pid, parent, _ in processes if parent in zygotes]

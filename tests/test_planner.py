@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import optuna
 import pytest
 from optuna.distributions import CategoricalDistribution
@@ -57,6 +59,8 @@ class _InstantExecutor:
     """Runs each trial at once in this process, with a scripted score per family."""
 
     slots = 1
+    ready_gpu_workers = None  # GPU trials start their own workers
+    warming = False
 
     def __init__(self, scores):
         self.scores, self.done, self.time_limits = scores, [], []
@@ -279,6 +283,36 @@ def test_trials_on_a_gpu_run_in_slots_of_their_own_beside_the_cpu_trials(tmp_pat
     no_gpu.run(on_cpus, None, deadline=lambda: float("inf"))
     mlp_trials = [sum(o.family == "mlp" for o in executor.done) for executor in (on_gpu, on_cpus)]
     assert mlp_trials[0] == 9 and mlp_trials[1] < 5  # on the CPUs, its budget share decides
+
+
+class _WarmingExecutor(_SlotExecutor):
+    """Two GPU workers, warming up until the first ``wait`` ends (see ``Executor.start_gpu_workers``)."""
+
+    def __init__(self, scores):
+        super().__init__(scores)
+        self.ready_gpu_workers, self.warming = 0, True
+
+    def wait(self, handles, timeout):
+        self.ready_gpu_workers, self.warming = 2, False
+        return super().wait(handles, timeout)
+
+
+def test_gpu_trials_wait_for_a_warm_worker_and_the_workers_hold_their_cpus(tmp_path):
+    search = _search(tmp_path, [get_family("lightgbm"), get_family("mlp")], max_trials=12)
+    search.use_gpus(0.5, gpus=1)
+    executor = _WarmingExecutor({"lightgbm": 0.95, "mlp": 0.90})
+    search.run(executor, None, deadline=lambda: float("inf"))
+    assert executor.together[0] == ["lightgbm"] * 2  # the two GPU workers hold two of the four CPUs
+    assert executor.together[1] == ["lightgbm"] * 2 + ["mlp"]  # one GPU trial until one has finished
+    assert executor.together[2] == ["lightgbm"] * 2 + ["mlp"] * 2
+
+
+def test_a_search_of_gpu_families_only_waits_for_its_workers_to_warm_up(tmp_path):
+    search = _search(tmp_path, [get_family("mlp")], max_trials=3)
+    search.use_gpus(1, gpus=1)
+    executor = _WarmingExecutor({"mlp": 0.90})
+    outcomes = search.run(executor, None, deadline=lambda: time.monotonic() + 60)
+    assert executor.together[0] == [] and len(outcomes) == 3
 
 
 class _FailingExecutor(_InstantExecutor):

@@ -55,6 +55,29 @@ class Executor(ABC):
         """The GPUs trials may ask for (none but on Ray)."""
         return 0
 
+    def start_gpu_workers(self, count: int, resources: dict[str, float],  # noqa: B027 (no GPUs: none to start)
+                          warm_up: Callable[[], Any]) -> None:
+        """Start ``count`` workers that hold ``resources`` (``num_cpus``, ``num_gpus``: a trial's
+        on a GPU) for the whole search, each warmed up by ``warm_up`` once: trials given a GPU
+        then run in them, one at a time, and only the warm-up pays what a process's first fit
+        on a GPU costs. A backend without GPUs starts none."""
+
+    @property
+    def ready_gpu_workers(self) -> int | None:
+        """GPU workers warmed up and not lost, whether busy or idle; None where none were
+        started (each GPU trial then starts in a worker of its own)."""
+        return None
+
+    @property
+    def warming(self) -> bool:
+        """Whether a GPU worker is still warming up (``wait`` returns when one is ready)."""
+        return False
+
+    @property
+    def gpu_workers_ready_after_s(self) -> list[float]:
+        """Seconds each GPU worker took to start and warm up, for run.json's timings."""
+        return []
+
     @abstractmethod
     def put(self, obj: Any) -> Any:
         """Store shared data once; the returned reference is passed to tasks."""

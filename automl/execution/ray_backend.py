@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from automl.execution.base import Answer, Executor, Handle, Placement, Question, trial_slots
+from automl.execution.ray_gpu_workers import GpuWorkerPool, run_placed
 
 
 class _Mailbox:
@@ -56,13 +57,6 @@ class MailboxLink:
             except ray.exceptions.RayError:  # the mailbox is gone: go on without pruning
                 return False
         return ask
-
-
-def _run_placed(fn: Callable, *args: Any) -> tuple[Any, Placement]:
-    import ray
-
-    value = fn(*args)
-    return value, Placement(ray.get_runtime_context().get_node_id(), os.getpid(), ray.get_gpu_ids())
 
 
 TEMP_PREFIX = "automl-ray-"
@@ -154,9 +148,10 @@ class RayExecutor(Executor):
         # On a cluster, trials spread over its nodes: Ray's default packs them onto the
         # driver's node while it has room, and a busy head node then ran every trial.
         strategy = "SPREAD" if address else "DEFAULT"
-        self._remote = ray.remote(max_retries=TASK_RETRIES, scheduling_strategy=strategy)(_run_placed)
+        self._remote = ray.remote(max_retries=TASK_RETRIES, scheduling_strategy=strategy)(run_placed)
         self._mailbox = self._questions = None
         """Started with the first ``report_link``: a run validated on one split never asks."""
+        self._gpu_workers: GpuWorkerPool | None = None
         self.warnings: list[str] = []
 
     @property
@@ -167,20 +162,47 @@ class RayExecutor(Executor):
     def gpus(self) -> float:
         return self._ray.cluster_resources().get("GPU", 0)
 
+    def start_gpu_workers(self, count: int, resources: dict[str, float], warm_up: Callable[[], Any]) -> None:
+        if count and self.gpus:
+            self._gpu_workers = GpuWorkerPool(self._ray, count, resources, warm_up)
+
+    @property
+    def ready_gpu_workers(self) -> int | None:
+        """None also where every worker failed to warm up: GPU trials then start their own."""
+        return self._gpu_workers.ready if self._gpu_workers and self._gpu_workers.size else None
+
+    @property
+    def warming(self) -> bool:
+        return bool(self._gpu_workers and self._gpu_workers.warming_refs())
+
+    @property
+    def gpu_workers_ready_after_s(self) -> list[float]:
+        return list(self._gpu_workers.ready_after_s) if self._gpu_workers else []
+
     def put(self, obj: Any) -> Any:
         return self._ray.put(obj)
 
     def submit(self, fn: Callable, *args: Any, num_cpus: float = 1, num_gpus: float = 0) -> Handle:
+        if num_gpus and self._gpu_workers is not None:
+            handle = self._gpu_workers.submit(fn, *args)
+            if handle is not None:
+                return handle
         return self._remote.options(num_cpus=num_cpus, num_gpus=num_gpus).remote(fn, *args)
 
     def wait(self, handles: list[Handle], timeout: float) -> tuple[list[Handle], list[Question]]:
         no_limit = math.isinf(timeout)
         listening = [self._questions] if self._questions is not None else []
-        if not handles and not listening:
+        warming = self._gpu_workers.warming_refs() if self._gpu_workers else []
+        if not handles and not listening and not warming:
             return [], []
-        ready, _ = self._ray.wait([*handles, *listening], num_returns=1,
+        ready, _ = self._ray.wait([*handles, *listening, *warming], num_returns=1,
                                   timeout=None if no_limit else max(0.0, timeout))
         done, _ = self._ray.wait(handles, num_returns=len(handles), timeout=0) if handles else ([], [])
+        if warming:
+            warmed, _ = self._ray.wait(warming, num_returns=len(warming), timeout=0)
+            for warm_up in warmed:
+                if (warning := self._gpu_workers.settle(warm_up)) is not None:
+                    self.warnings.append(warning)
         questions: list[Question] = []
         if listening and self._questions in ready:
             try:
@@ -208,7 +230,15 @@ class RayExecutor(Executor):
         return MailboxLink(self._mailbox, key)
 
     def result(self, handle: Handle) -> tuple[Any, Placement]:
-        return self._ray.get(handle)
+        try:
+            value = self._ray.get(handle)
+        except Exception as exc:
+            if self._gpu_workers is not None:
+                self._gpu_workers.finish(handle, worker_lost=self.is_lost(exc))
+            raise
+        if self._gpu_workers is not None:
+            self._gpu_workers.finish(handle, worker_lost=False)
+        return value
 
     def is_lost(self, error: Exception) -> bool:
         """Ray's own errors (a crashed worker, a dead node, a lost object) but not a task's:
@@ -217,7 +247,10 @@ class RayExecutor(Executor):
         return isinstance(error, exceptions.RayError) and not isinstance(error, exceptions.RayTaskError)
 
     def cancel(self, handle: Handle) -> None:
-        self._ray.cancel(handle, force=True)
+        if self._gpu_workers is not None and self._gpu_workers.owns(handle):
+            self._gpu_workers.cancel(handle)
+        else:
+            self._ray.cancel(handle, force=True)
 
     def _start_private(self, cpus: int | None, gpus: int) -> None:
         """A new local instance. Ray turns token authentication on for it by itself
@@ -237,6 +270,8 @@ class RayExecutor(Executor):
             raise
 
     def close(self) -> None:
+        if getattr(self, "_gpu_workers", None) is not None:
+            self._gpu_workers.close()
         if getattr(self, "_mailbox", None) is not None:
             self._ray.kill(self._mailbox)
             self._mailbox = None

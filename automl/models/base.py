@@ -56,6 +56,11 @@ class ModelFamily(ABC):
         """Set ``estimator`` to train on the trial's device: a GPU when it was given a share
         of one (``gpus``), else the CPU. Families that use no GPU have nothing to set."""
 
+    def warm_up(self) -> None:  # noqa: B027 (a family that uses no GPU has nothing to warm up)
+        """For a family that ``uses_gpu``: a first small fit on the GPU, in a worker that will
+        run its trials there, so that what a process's first fit pays (CUDA's start, kernels
+        loaded on first use) is paid once, outside any trial's time limit."""
+
     @abstractmethod
     def search_space(self, task: str) -> dict[str, BaseDistribution]:
         """Optuna distributions, keyed by the estimator's parameter names."""

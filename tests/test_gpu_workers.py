@@ -1,0 +1,80 @@
+"""GPU workers started with the search and warmed up once (``automl.execution.ray_gpu_workers``).
+
+No GPU is needed: Ray is told it has one, and the MLP, asked for device "auto", trains on
+the CPU where CUDA shows none."""
+
+from __future__ import annotations
+
+import json
+import operator
+import os
+import time
+from functools import partial
+
+import pytest
+
+from automl.cli import run_command
+from automl.execution import RayExecutor
+from automl.trial import COMPLETE
+from tests.conftest import write_spec
+
+GPU_TRIAL = {"num_cpus": 1, "num_gpus": 1}
+
+
+@pytest.fixture(scope="module")
+def executor():
+    """One embedded Ray with 2 CPUs and a GPU it is told of, for the whole module."""
+    with RayExecutor(cpus=2, gpus=1) as executor:
+        yield executor
+
+
+def _until_warm(executor, limit_s: float = 60) -> None:
+    deadline = time.monotonic() + limit_s
+    while executor.warming and time.monotonic() < deadline:
+        executor.wait([], deadline - time.monotonic())
+    assert not executor.warming, "a GPU worker's warm-up did not end"
+
+
+def _run(executor, fn, *args):
+    handle = executor.submit(fn, *args, **GPU_TRIAL)
+    done, _ = executor.wait([handle], 60)
+    assert done == [handle]
+    return executor.result(handle)
+
+
+def test_a_failed_warm_up_drops_its_worker_with_a_warning_and_gpu_trials_start_their_own(executor):
+    executor.start_gpu_workers(1, GPU_TRIAL, partial(operator.truediv, 1, 0))
+    _until_warm(executor)
+    assert [w for w in executor.take_warnings() if "failed to warm up (ZeroDivisionError: division by zero)" in w]
+    assert executor.ready_gpu_workers is None
+    pid, placement = _run(executor, os.getpid)  # a Ray task of its own, given the GPU
+    assert pid == placement.pid and len(placement.gpu_ids) == 1
+
+
+def test_gpu_trials_run_one_after_another_in_a_warm_worker_and_a_cancel_replaces_it(executor):
+    executor.start_gpu_workers(1, GPU_TRIAL, partial(time.sleep, 0.2))
+    assert executor.warming and executor.ready_gpu_workers == 0
+    _until_warm(executor)
+    assert executor.ready_gpu_workers == 1 and executor.gpu_workers_ready_after_s[0] >= 0.2
+    (first, placement), (second, _) = _run(executor, os.getpid), _run(executor, os.getpid)
+    assert first == second and len(placement.gpu_ids) == 1  # the same process, holding the GPU
+    endless = executor.submit(time.sleep, 600, **GPU_TRIAL)
+    executor.cancel(endless)  # an actor's task cannot be stopped: its worker is killed and replaced
+    assert executor.ready_gpu_workers == 0 and executor.warming
+    _until_warm(executor)
+    replacement, _ = _run(executor, os.getpid)
+    assert replacement != first and executor.ready_gpu_workers == 1
+
+
+def test_a_ray_fit_runs_its_gpu_trials_in_the_warm_workers(tmp_path, binary_frame, executor, capsys):
+    """The fit joins the module's Ray (one GPU, two CPUs): one GPU worker, one CPU slot."""
+    spec = write_spec(tmp_path, binary_frame, budget={"time_s": 20}, hardware={"backend": "ray", "gpus": 1},
+                      models={"include": ["lightgbm", "mlp"]})
+    assert run_command(["fit", str(spec), "--quiet"]) == 0, capsys.readouterr().err
+    summary = json.loads((tmp_path / "run" / "run.json").read_text())
+    mlp = [t for t in summary["trial_log"] if t["family"] == "mlp"]
+    complete = [t for t in mlp if t["status"] == COMPLETE]
+    assert complete and all(t["resources"]["num_cpus"] == 1 and t["resources"]["num_gpus"] > 0 for t in complete)
+    replaced = sum("ran past its limit" in (t["error"] or "") for t in mlp)  # each kills its worker
+    assert len({t["pid"] for t in complete}) <= 1 + replaced  # else all in the one warm worker
+    assert summary["timings"]["gpu_worker_start_s"] > 0
