@@ -13,7 +13,7 @@ from sklearn.preprocessing import QuantileTransformer
 from automl.artifact import Member, Predictor, load_predictor
 from automl.data import prepare_training
 from automl.models import _tabular_mlp, get_family
-from automl.models._tabular_mlp import GRAPH_WARMUP_STEPS, _GraphedStep, batch_rows, pick_device
+from automl.models._tabular_mlp import GRAPH_WARMUP_STEPS, _GraphedStep, batch_rows, pick_device, scaled_learning_rate
 from automl.models.mlp import LARGE_TABLE_ROWS, LARGE_TABLE_SPREAD
 from automl.planner import plan
 from automl.spec import build_spec
@@ -96,6 +96,19 @@ def test_the_batch_grows_with_the_rows_and_more_on_a_gpu():
     assert [batch_rows(n, "cpu") for n in (100, 156, 3_600, 26_000, 1_000_000)] == [32, 32, 128, 256, 1024]
     assert [batch_rows(n, "cuda") for n in (3_600, 26_000, 1_000_000)] == [1024, 2048, 16384]
     assert batch_rows(20, "cpu") == 20  # never more than the rows
+
+
+def test_a_larger_batch_than_the_cpus_learns_faster_by_the_square_root_of_the_ratio(monkeypatch):
+    assert scaled_learning_rate(1e-3, batch_rows(26_000, "cpu"), 26_000) == 1e-3  # the CPU's batch: as tuned
+    assert scaled_learning_rate(1e-3, 4 * batch_rows(26_000, "cpu"), 26_000) == pytest.approx(2e-3)
+    rates = []
+    adamw = _tabular_mlp._adamw
+    monkeypatch.setattr(_tabular_mlp, "_adamw", lambda network, device, lr, **kw: rates.append(lr) or adamw(
+        network, device, lr, **kw))
+    data, train, _ = _split(datasets.load_breast_cancer(as_frame=True).frame)
+    own, larger = (_fit(data, train, learning_rate=1e-3, max_epochs=1, batch_size=batch) for batch in (0, 128))
+    assert larger.batch_size_ == 4 * own.batch_size_  # 128 against the CPU's 32
+    assert rates == [1e-3, pytest.approx(2e-3)]
 
 
 class _FakeCuda:

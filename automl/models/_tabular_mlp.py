@@ -72,6 +72,20 @@ def batch_rows(n_rows: int, device_type: str) -> int:
     return int(min(max(size, low), high, max(2, n_rows)))
 
 
+def scaled_learning_rate(learning_rate: float, batch: int, n_rows: int) -> float:
+    """``learning_rate`` for a batch of ``batch`` rows: the learning rates in the search space and
+    portfolio are for the CPU's batch (``batch_rows``), and a larger one takes fewer, less noisy
+    steps, so its rate grows with the square root of the ratio (Malladi et al., 2022, "On the
+    SDEs and Scaling Rules for Adaptive Gradient Algorithms": the rule for Adam). The default
+    trained on the CPU at the GPU's batch (8x), then with the rule, against the CPU's batch
+    (three seeds; one for adult and diamonds): wine_white log loss 1.041 -> 1.008 (0.997),
+    soybean 0.201 -> 0.182 (0.185), titanic AUC 0.847 -> 0.852 (0.847), diamonds RMSE 577 ->
+    561 (564), adult AUC 0.9229 -> 0.9240 (0.9235); mammography 0.959 -> 0.950 (0.953), sonar
+    0.931 -> 0.923 (0.923), ionosphere 0.980 -> 0.978 (0.982) and quake stay within their
+    seeds' spread."""
+    return learning_rate * math.sqrt(batch / batch_rows(n_rows, "cpu"))
+
+
 def pick_device(requested: str = "auto") -> torch.device:
     """``auto``: the first visible GPU where there is one (Ray makes only a trial's own GPUs
     visible to it), else the CPU."""
@@ -295,7 +309,8 @@ class TabularMLP(BaseEstimator):
         steps = max(1, len(train_rows) // batch)  # the last, partial batch is dropped
         epochs = max(self.max_epochs, math.ceil(MIN_STEPS / steps))
         patience = max(PATIENCE, math.ceil(MIN_PATIENCE_STEPS / steps))
-        optimizer = _adamw(network, device, lr=self.learning_rate, weight_decay=self.weight_decay, betas=(0.9, 0.95))
+        learning_rate = scaled_learning_rate(self.learning_rate, batch, len(train_rows))
+        optimizer = _adamw(network, device, lr=learning_rate, weight_decay=self.weight_decay, betas=(0.9, 0.95))
         schedule = _warmup_cosine(epochs * steps)
         train_step = self._train_step(network, optimizer, numeric, codes, targets, half)
         if device.type == "cuda" and CUDA_GRAPHS:
@@ -308,7 +323,7 @@ class TabularMLP(BaseEstimator):
             for step in range(steps):
                 if step % TIME_CHECK_STEPS == 0 and time.monotonic() >= deadline and best_state is not None:
                     break
-                _set_learning_rate(optimizer, self.learning_rate * schedule(taken))
+                _set_learning_rate(optimizer, learning_rate * schedule(taken))
                 train_step(order[step * batch:(step + 1) * batch])
                 taken += 1
             valid_loss = self._validation_loss(network, numeric, codes, targets, valid, half)
