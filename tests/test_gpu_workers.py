@@ -14,7 +14,7 @@ from functools import partial
 import pytest
 
 from automl.cli import run_command
-from automl.execution import RayExecutor
+from automl.execution import RayExecutor, ray_gpu_workers
 from automl.trial import COMPLETE
 from tests.conftest import write_spec
 
@@ -22,9 +22,16 @@ GPU_TRIAL = {"num_cpus": 1, "num_gpus": 1}
 
 
 @pytest.fixture(scope="module")
-def executor():
+def embedded_ray():
     """One embedded Ray with 2 CPUs and a GPU it is told of, for the whole module."""
-    with RayExecutor(cpus=2, gpus=1) as executor:
+    with RayExecutor(cpus=2, gpus=1) as owner:
+        yield owner
+
+
+@pytest.fixture
+def executor(embedded_ray):
+    """An executor joining the module's Ray: closed, it stops the GPU workers it started."""
+    with RayExecutor() as executor:
         yield executor
 
 
@@ -51,6 +58,14 @@ def test_a_failed_warm_up_drops_its_worker_with_a_warning_and_gpu_trials_start_t
     assert pid == placement.pid and len(placement.gpu_ids) == 1
 
 
+def test_a_gpu_worker_that_cannot_start_is_dropped_with_a_warning(executor, monkeypatch):
+    monkeypatch.setattr(ray_gpu_workers, "START_LIMIT_S", 1.0)
+    executor.start_gpu_workers(1, {"num_cpus": 1, "num_gpus": 2}, partial(time.sleep, 0))  # Ray has one GPU
+    _until_warm(executor, limit_s=10)
+    assert [w for w in executor.take_warnings() if "GPU worker did not start" in w]
+    assert executor.ready_gpu_workers is None
+
+
 def test_gpu_trials_run_one_after_another_in_a_warm_worker_and_a_cancel_replaces_it(executor):
     executor.start_gpu_workers(1, GPU_TRIAL, partial(time.sleep, 0.2))
     assert executor.warming and executor.ready_gpu_workers == 0
@@ -66,7 +81,7 @@ def test_gpu_trials_run_one_after_another_in_a_warm_worker_and_a_cancel_replaces
     assert replacement != first and executor.ready_gpu_workers == 1
 
 
-def test_a_ray_fit_runs_its_gpu_trials_in_the_warm_workers(tmp_path, binary_frame, executor, capsys):
+def test_a_ray_fit_runs_its_gpu_trials_in_the_warm_workers(tmp_path, binary_frame, embedded_ray, capsys):
     """The fit joins the module's Ray (one GPU, two CPUs): one GPU worker, one CPU slot."""
     spec = write_spec(tmp_path, binary_frame, budget={"time_s": 20}, hardware={"backend": "ray", "gpus": 1},
                       models={"include": ["lightgbm", "mlp"]})

@@ -8,6 +8,7 @@ import math
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -195,14 +196,13 @@ class RayExecutor(Executor):
         warming = self._gpu_workers.warming_refs() if self._gpu_workers else []
         if not handles and not listening and not warming:
             return [], []
+        if warming:  # wake up to drop a worker that cannot start
+            timeout, no_limit = min(timeout, self._gpu_workers.next_overdue_at() - time.monotonic()), False
         ready, _ = self._ray.wait([*handles, *listening, *warming], num_returns=1,
                                   timeout=None if no_limit else max(0.0, timeout))
         done, _ = self._ray.wait(handles, num_returns=len(handles), timeout=0) if handles else ([], [])
         if warming:
-            warmed, _ = self._ray.wait(warming, num_returns=len(warming), timeout=0)
-            for warm_up in warmed:
-                if (warning := self._gpu_workers.settle(warm_up)) is not None:
-                    self.warnings.append(warning)
+            self._settle_warm_ups(warming)
         questions: list[Question] = []
         if listening and self._questions in ready:
             try:
@@ -211,6 +211,14 @@ class RayExecutor(Executor):
             except self._ray.exceptions.RayError as exc:
                 self._lose_mailbox(exc)
         return done, questions
+
+    def _settle_warm_ups(self, warming: list[Any]) -> None:
+        """Take in the GPU workers' warm-ups that ended, and drop those overdue."""
+        warmed, _ = self._ray.wait(warming, num_returns=len(warming), timeout=0)
+        for warm_up in warmed:
+            if (warning := self._gpu_workers.settle(warm_up)) is not None:
+                self.warnings.append(warning)
+        self.warnings += self._gpu_workers.drop_overdue()
 
     def _lose_mailbox(self, error: Exception) -> None:
         """Go on without pruning: workers' questions get "go on" (see ``MailboxLink``)."""

@@ -49,6 +49,12 @@ class _Worker:
 
 
 WARM_UP_FAILED = "a GPU worker failed to warm up ({error}); GPU trials go on without it"
+START_LIMIT_S = 90.0
+"""A worker not warmed up this long after it was asked for is dropped: its resources are not
+to be had (a cluster's GPUs taken by other jobs, say). On an H100 under load, a worker's
+start and CUDA's took about 20 s."""
+NOT_STARTED = (f"a GPU worker did not start within {START_LIMIT_S:.0f}s (no free GPU share or CPU for it?); "
+               "GPU trials go on without it")
 
 
 class GpuWorkerPool:
@@ -94,6 +100,18 @@ class GpuWorkerPool:
         worker.warming = None
         self.ready_after_s.append(round(time.monotonic() - worker.started, 2))
         return None
+
+    def next_overdue_at(self) -> float | None:
+        """When the first worker still warming up is overdue (time.monotonic()); None if none warms up."""
+        return min((w.started + START_LIMIT_S for w in self._workers if w.warming is not None), default=None)
+
+    def drop_overdue(self) -> list[str]:
+        """Drop the workers still warming up START_LIMIT_S after they were asked for; returns the warnings."""
+        overdue = [w for w in self._workers if w.warming is not None and time.monotonic() >= w.started + START_LIMIT_S]
+        for worker in overdue:
+            self._workers.remove(worker)
+            self._ray.kill(worker.actor)
+        return [NOT_STARTED] * len(overdue)
 
     def submit(self, fn: Callable, *args: Any) -> Any | None:
         """Run ``fn(*args)`` on an idle ready worker; None if none is idle."""
