@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 BENCH_TIME_S ?= 60
 
-.PHONY: install test demo lint bench bench-quality bench-scaling bench-scale bench-mlp bench-gpu bench-faults bench-predict bench-fairness bench-peers-install browser clean
+.PHONY: install test demo lint bench bench-quality bench-scaling bench-scale bench-mlp bench-gpu bench-faults bench-predict bench-fairness bench-peers-install gpu-kit browser clean
 
 install: $(BIN)/automl browser
 
@@ -60,6 +60,11 @@ bench-mlp: install
 
 bench-gpu: install
 	$(BIN)/python benchmarks/gpu.py
+
+# The packages benchmarks/gpu.py needs on a GPU machine that has Python 3.12, torch and the
+# scientific stack but no network: .gpu-kit/site.tar.xz, to carry there (see the script).
+gpu-kit: install
+	benchmarks/gpu_kit.sh
 
 bench-predict: install
 	$(BIN)/python benchmarks/predict.py
