@@ -83,7 +83,7 @@ def test_gpu_trials_run_one_after_another_in_a_warm_worker_and_a_cancel_replaces
 
 def test_a_ray_fit_runs_its_gpu_trials_in_the_warm_workers(tmp_path, binary_frame, embedded_ray, capsys):
     """The fit joins the module's Ray (one GPU, two CPUs); its only family waits for the warm-up."""
-    spec = write_spec(tmp_path, binary_frame, budget={"time_s": 60, "max_trials": 2},
+    spec = write_spec(tmp_path, binary_frame, budget={"time_s": 60, "max_trials": 2}, validation={"method": "split"},
                       hardware={"backend": "ray", "gpus": 1}, models={"include": ["mlp"]})
     assert run_command(["fit", str(spec), "--quiet"]) == 0, capsys.readouterr().err
     summary = json.loads((tmp_path / "run" / "run.json").read_text())
