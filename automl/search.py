@@ -452,7 +452,7 @@ class Search:
                         skips_in_a_row = 0
                         handle = executor.submit(trial_fn, payload, running.spec, **self.resources(running.spec.family))
                         pending[handle] = running
-                    if not pending and not executor.warming:
+                    if not pending and not self._may_wait_for_gpu_workers(executor, asked):
                         break
                     next_limit = min((r.started + r.limit_s for r in pending.values()), default=float("inf"))
                     done, questions = executor.wait(list(pending), min(deadline(), next_limit) - time.monotonic())
@@ -480,6 +480,12 @@ class Search:
             executor.cancel(handle)
             finish(running.trial, self._failed(running.spec, reason))
         return outcomes
+
+    def _may_wait_for_gpu_workers(self, executor: Executor, asked: int) -> bool:
+        """Whether, with no trial running, the search waits for a GPU worker still warming up:
+        only while a GPU family may still be asked for a trial."""
+        return (executor.warming and any(self._on_gpu(name) and name not in self.dropped for name in self.families)
+                and (self.max_trials is None or asked < self.max_trials))
 
     def _first_model_on_a_sample(self, pending: dict[Any, _Running]) -> bool:
         """Whether the run's first model is on its way from a trial on a sample for time: the

@@ -315,6 +315,28 @@ def test_a_search_of_gpu_families_only_waits_for_its_workers_to_warm_up(tmp_path
     assert executor.together[0] == [] and len(outcomes) == 3
 
 
+class _RewarmingExecutor(_WarmingExecutor):
+    """Ready at once, and warming up again (a worker replaced) from its second ``wait`` on."""
+
+    def __init__(self, scores):
+        super().__init__(scores)
+        self.ready_gpu_workers, self.warming = 2, False
+
+    def wait(self, handles, timeout):
+        self.together.append(sorted(self.done[handle].family for handle in handles))
+        self.warming = len(self.together) > 1
+        return handles, []
+
+
+def test_a_search_with_no_trial_left_to_ask_ends_without_waiting_for_a_warm_up(tmp_path):
+    search = _search(tmp_path, [get_family("mlp")], max_trials=2)
+    search.use_gpus(0.5, gpus=1)
+    executor = _RewarmingExecutor({"mlp": 0.90})
+    deadline = time.monotonic() + 5
+    search.run(executor, None, deadline=lambda: deadline)
+    assert executor.together == [["mlp"], ["mlp"]]  # and no wait with nothing running until the deadline
+
+
 class _FailingExecutor(_InstantExecutor):
     """Every task raises from ``result``: the worker lost, or the task failing outside the trial's guard."""
 
