@@ -102,13 +102,12 @@ class MLPFamily(ModelFamily):
         categorical column too) on the GPU CUDA shows the worker: its context, and the kernels
         and CUDA graphs' machinery a trial's steps use, start here (a first fit on an H100:
         6.4 s). Where CUDA shows none, trials train on the CPUs and the import is all."""
-        import numpy as np
-        import pandas as pd
-
         from automl.models._tabular_mlp import pick_device
 
         if pick_device().type != "cuda":
             return
+        import numpy as np
+        import pandas as pd
 
         rng = np.random.default_rng(0)
         X = pd.DataFrame({"x": rng.normal(size=WARM_UP_ROWS),
