@@ -14,7 +14,7 @@ from automl.artifact import Member, Predictor, load_predictor
 from automl.data import prepare_training
 from automl.models import _tabular_mlp, get_family
 from automl.models._tabular_mlp import GRAPH_WARMUP_STEPS, _GraphedStep, batch_rows, pick_device, scaled_learning_rate
-from automl.models.mlp import LARGE_TABLE_ROWS, LARGE_TABLE_SPREAD
+from automl.models.mlp import LARGE_TABLE_ROWS, LARGE_TABLE_SPREAD, WARM_UP_LIMIT_S, WARM_UP_ROWS
 from automl.planner import plan
 from automl.spec import build_spec
 
@@ -192,6 +192,18 @@ def test_the_device_is_the_gpu_where_one_is_visible(monkeypatch):
     assert pick_device("auto").type == "cuda" and pick_device("cpu").type == "cpu"
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert pick_device("auto").type == "cpu"
+
+
+def test_a_gpu_workers_warm_up_fits_on_the_gpu_once_and_is_only_the_import_without_one(monkeypatch):
+    fits = []
+    monkeypatch.setattr(_tabular_mlp.TabularMLP, "fit", lambda model, X, y, time_limit_s=None: fits.append(
+        (model.device, len(X), time_limit_s)))
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    MLP.warm_up()
+    assert fits == []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    MLP.warm_up()
+    assert fits == [("auto", WARM_UP_ROWS, WARM_UP_LIMIT_S)]  # "auto": the GPU CUDA shows the worker
 
 
 def test_large_tables_get_finer_numeric_inputs(monkeypatch):
