@@ -60,7 +60,8 @@ NOT_STARTED = (f"a GPU worker did not start within {START_LIMIT_S:.0f}s (no free
 class GpuWorkerPool:
     """``count`` GPU workers with ``resources`` (Ray's ``num_cpus``, ``num_gpus``), each warmed
     up by ``warm_up``. A worker cancelled at a trial's limit, or lost, is replaced by a new one,
-    which warms up in turn; one whose warm-up fails is dropped."""
+    which warms up in turn; one whose warm-up fails, or that has not warmed up START_LIMIT_S
+    after it was asked for, is dropped."""
 
     def __init__(self, ray: Any, count: int, resources: dict[str, float], warm_up: Callable[[], Any]):
         self._ray = ray
