@@ -98,6 +98,14 @@ class Predictor:
     def task(self) -> str:
         return self.target.task
 
+    @property
+    def input_columns(self) -> list[str]:
+        """The columns rows to predict must have: the features the model uses and, where it
+        mitigates bias, the sensitive columns it groups rows by (features or not)."""
+        features = self.schema.required_columns
+        sensitive = self.mitigation.columns if self.mitigation is not None else []
+        return [*features, *(name for name in sensitive if name not in features)]
+
     def _frame(self, data: pd.DataFrame | str | Path) -> pd.DataFrame:
         frame = load_table(data, text_checked=self.schema.numeric_columns)
         if not isinstance(frame, pd.DataFrame):

@@ -96,7 +96,7 @@ def retrain(model_dir: str | Path, data: str | Path | pd.DataFrame, output: str 
             return verdict
     if predictor.target_name not in frame.columns:
         raise InputError(f"the new data has no target column '{predictor.target_name}': retraining needs labels")
-    missing = [name for name in predictor.schema.required_columns if name not in frame.columns]
+    missing = [name for name in predictor.input_columns if name not in frame.columns]
     if missing:
         raise InputError(f"the new data lacks {len(missing)} column(s) the model uses: {', '.join(missing[:5])}")
     spec = retrain_spec(predictor, IN_MEMORY, Path(output), search_s)
@@ -108,7 +108,7 @@ def comparison(prior: PriorModel, holdout: pd.DataFrame, new_score: float, task:
     """The previous model and the new one scored on the new data's holdout (run.json's ``retrain``)."""
     previous = prior.predictor
     metric = get_metric(previous.metric, task, previous.target.positive)
-    known = set(previous.schema.required_columns)
+    known = set(previous.input_columns)
     try:
         y = previous.target.encode(holdout[previous.target_name])
     except InputError as unknown_class:  # the new rows have a class the previous model never saw

@@ -44,11 +44,12 @@ def test_demographic_parity_thresholds_even_out_the_selection_rates():
 
 def test_a_mitigated_fit_records_before_and_after_and_needs_the_sensitive_column_to_predict(tmp_path, binary_frame,
                                                                                            capsys):
+    """The sensitive column is not a feature (data.drop): the thresholds still read it."""
     rng = np.random.default_rng(0)
     frame = binary_frame.assign(group=np.where(rng.random(len(binary_frame)) < 0.2 + 0.6 * binary_frame["target"],
                                                "a", "b"))
     spec = write_spec(tmp_path, frame, budget={"time_s": 12, "max_trials": 4}, models={"include": ["linear"]},
-                      data={"sensitive": ["group"]}, fairness={"mitigate": "demographic_parity"},
+                      data={"sensitive": ["group"], "drop": ["group"]}, fairness={"mitigate": "demographic_parity"},
                       validation={"folds": 3, "test_size": 0.3})
     run_fit(load_spec(spec))
     fairness = json.loads((tmp_path / "run" / "run.json").read_text())["fairness"]
@@ -70,6 +71,12 @@ def test_a_mitigated_fit_records_before_and_after_and_needs_the_sensitive_column
         "error: the model mitigates bias by column 'group' (fairness.mitigate: demographic_parity): "
         "the data to predict must have it"]
     assert load_predictor(tmp_path / "run").mitigation.constraint == "demographic_parity"
+    assert "group" not in load_predictor(tmp_path / "run").schema.required_columns
+
+    frame.to_csv(tmp_path / "new.csv", index=False)  # a retrain keeps the sensitive column for the thresholds
+    assert run_command(["retrain", str(tmp_path / "run"), str(tmp_path / "new.csv"), "-o", str(tmp_path / "re"),
+                        "--quiet"]) == 0, capsys.readouterr().err
+    assert json.loads((tmp_path / "re" / "run.json").read_text())["retrain"]["previous_score"] is not None
 
 
 @pytest.mark.parametrize(("settings", "message"), [
