@@ -48,7 +48,7 @@ from automl.final_model import (
     select_members,
 )
 from automl.folder_lock import locked_folder
-from automl.inference import InferenceBudget
+from automl.inference import ROUNDING, InferenceBudget
 from automl.inputs import Inputs, load_and_check
 from automl.metrics import Metric
 from automl.outputs import (
@@ -148,7 +148,7 @@ class Run(RunClock):
         self.inference |= {"ms_per_row": self.budget.final_ms(members, [m.estimator for m in fitted]),
                            "cv_score": score}
         limit = self.inference["max_ms_per_row"]  # the budget the model was chosen within (None: none)
-        if limit is not None and self.inference["ms_per_row"] > limit * (1 + 1e-9) and self.final_model != "refit":
+        if limit is not None and self.inference["ms_per_row"] > limit * (1 + ROUNDING) and self.final_model != "refit":
             self.progress.warn(f"the final model takes ~{self.inference['ms_per_row']:.4g} ms a row, over "
                                f"predict.max_ms_per_row={limit:.4g}: no time was left to refit its members")
         if "unlimited_cv_score" in self.inference:

@@ -102,7 +102,6 @@ def select_members(run: Run, data: TrainingData, folds: Folds,
     if not ranked:
         raise InputError(f"no trial finished within budget.time_s={run.spec.budget.time_s:g}; "
                          "give the run more time")
-    run.predicted_rows = int(folds.covered.sum())  # as the search counted them (a resumed run's too)
     run.budget = budget = run.inference_budget(ranked[0], len(data.y), features_ms_per_row(data.schema, data.X))
     run.inference = {"asked": run.spec.predict.max_ms_per_row, "max_ms_per_row": None,
                      "features_ms_per_row": budget.overhead_ms}

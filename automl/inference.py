@@ -39,6 +39,12 @@ LARGE_TABLE_ROWS = 20_000
 single model's cost, refit."""
 
 
+def ms_per_row(outcome: TrialOutcome, predicted_rows: int) -> float:
+    """Milliseconds per row of one of a trial's fitted models, which predicted ``predicted_rows``
+    rows over its folds in ``predict_time_s``."""
+    return 1000.0 * outcome.predict_time_s / max(1, predicted_rows)
+
+
 @dataclass(frozen=True)
 class InferenceBudget:
     """The limit on a final model's prediction cost, and the costs of candidates."""
@@ -66,13 +72,9 @@ class InferenceBudget:
     def scaled(self, factor: float) -> InferenceBudget:
         return InferenceBudget(self.max_ms_per_row * factor, self.predicted_rows, self.refit_forced, self.overhead_ms)
 
-    @property
-    def limited(self) -> bool:
-        return math.isfinite(self.max_ms_per_row)
-
     def model_ms(self, outcome: TrialOutcome) -> float:
         """Milliseconds per row of one of the trial's fitted models."""
-        return 1000.0 * outcome.predict_time_s / max(1, self.predicted_rows)
+        return ms_per_row(outcome, self.predicted_rows)
 
     def member_ms(self, outcome: TrialOutcome, refit: bool) -> float:
         """Milliseconds per row of the trial as a member: refit (one model), or its fold models bagged."""

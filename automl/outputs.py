@@ -20,6 +20,7 @@ from automl.assess import (
 from automl.budget import FIRST_RESULT_SHARE
 from automl.checkpoint import TRIALS_DIR
 from automl.errors import InputError
+from automl.inference import ms_per_row
 from automl.metrics import Metric
 from automl.planner import GIB, MemoryBudget
 from automl.report import write_report
@@ -81,7 +82,7 @@ def build_leaderboard(outcomes: list[TrialOutcome], metric: Metric, ensemble_row
     rows = [{"model": model_name(o), "family": o.family, "train_score": o.train_score, "cv_score": o.cv_score,
              "holdout_score": holdout.get(o.number, float("nan")), "cv_std": o.cv_std,
              "fit_time_s": round(o.fit_time_s, 3), "predict_time_s": round(o.predict_time_s, 3),
-             "predict_ms_per_row": 1000 * o.predict_time_s / max(1, predicted_rows),
+             "predict_ms_per_row": ms_per_row(o, predicted_rows),
              "n_trials_family": per_family[o.family], "params": json.dumps(o.params, sort_keys=True),
              "trial": o.number}
             for o in outcomes if o.status == COMPLETE]

@@ -59,7 +59,7 @@ def test_the_budget_prices_bagged_members_per_fold_model_and_auto_limits_only_la
     assert large.fits([best], refit=True) and not large.fits([best], refit=False) and large.expects_refit(best)
     assert not large.fits([best, _outcome(1, 0.8, 0.1, fold_models=None)], refit=True)  # a blend costs its sum
     small = InferenceBudget.resolve("auto", best, 1_000, n_rows=inference.LARGE_TABLE_ROWS - 1)
-    assert not small.limited and not small.expects_refit(best)
+    assert small.max_ms_per_row == math.inf and not small.expects_refit(best)
     assert InferenceBudget.resolve(None, best, 1_000, 10**6).max_ms_per_row == math.inf
     assert InferenceBudget.resolve(3.0, best, 1_000, 10).fits([best], refit=False)
     forced = InferenceBudget.resolve(1.0, best, 1_000, 10, refit_forced=True)
@@ -70,6 +70,7 @@ def _run_with(outcomes: list[TrialOutcome], n_rows: int, **predict) -> Run:
     spec = build_spec({"data": {"train": "x.csv", "target": "y"}, "budget": {"time_s": 60}, "predict": predict})
     run = Run(spec, plan(spec, "binary", n_rows, 5), Path("unused"), Progress(enabled=False), started=time.monotonic())
     run.outcomes = outcomes
+    run.predicted_rows = n_rows  # as the search counts them: k-fold covers every row
     return run
 
 
