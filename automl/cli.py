@@ -309,7 +309,7 @@ def command_names() -> list[str]:
 
 
 _command_starts: list[float] = []
-"""When each ``run_command`` of this process began."""
+"""When each ``run_command`` running in this process began, the innermost last."""
 
 
 def command_start() -> float:
@@ -350,6 +350,8 @@ def run_command(argv: list[str] | None = None, started: float | None = None) -> 
         print(f"internal error: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}",
               file=sys.stderr)
         return 1
+    finally:
+        _command_starts.pop()  # the command ended: its start no longer times anything
     return 0
 
 
