@@ -288,7 +288,7 @@ class Search:
         is free; with GPUs, those on a GPU while a GPU slot is free and, where the executor
         started GPU workers, one of them is ready; the others while a CPU slot is free."""
         slots = executor.slots
-        on_gpu = [name for name in self.families if self._on_gpu(name) and name not in self.dropped]
+        on_gpu = self._left(on_gpu=True)
         if not on_gpu:
             return list(self.families) if len(pending) < slots else []
         held = self.held_gpu_slots(slots)
@@ -303,9 +303,17 @@ class Search:
         gpu_cpus = (held if ready is not None else gpu_slots) * GPU_TRIAL_CPUS
         cpu_slots = max(1, (slots * self.cpus_per_trial - gpu_cpus) // self.cpus_per_trial)
         gpu_busy = sum(self._on_gpu(running.spec.family) for running in pending.values())
-        on_cpu = [name for name in self.families if not self._on_gpu(name) and name not in self.dropped]
+        on_cpu = self._left(on_gpu=False)
         return ((on_gpu if gpu_busy < gpu_slots else [])
                 + (on_cpu if len(pending) - gpu_busy < cpu_slots else []))
+
+    def _left(self, on_gpu: bool) -> list[str]:
+        """The families not dropped that run on a GPU (``on_gpu``), or on the CPUs."""
+        return [name for name in self.families if self._on_gpu(name) == on_gpu and name not in self.dropped]
+
+    def _may_ask(self, asked: int) -> bool:
+        """Whether ``max_trials`` leaves a trial to ask for, ``asked`` having been."""
+        return self.max_trials is None or asked < self.max_trials
 
     def _note_asked(self, family: str) -> None:
         self.trials_per_family[family] = self.trials_per_family.get(family, 0) + 1
@@ -440,7 +448,7 @@ class Search:
                 while time.monotonic() < deadline():
                     ctrl_c.check()  # pressed while a finalizer ran, which drops the KeyboardInterrupt
                     while ((open_families := self._open_families(pending, executor))
-                           and (self.max_trials is None or asked < self.max_trials)
+                           and self._may_ask(asked)
                            and skips_in_a_row < MAX_SKIPS_IN_A_ROW and not self._first_model_on_a_sample(pending)
                            and deadline() - time.monotonic() >= self._fastest_trial_s(outcomes)):
                         running = self._prepare(executor, deadline(), open_families)
@@ -484,8 +492,7 @@ class Search:
     def _may_wait_for_gpu_workers(self, executor: Executor, asked: int) -> bool:
         """Whether, with no trial running, the search waits for a GPU worker still warming up:
         only while a GPU family may still be asked for a trial."""
-        return (executor.warming and any(self._on_gpu(name) and name not in self.dropped for name in self.families)
-                and (self.max_trials is None or asked < self.max_trials))
+        return executor.warming and bool(self._left(on_gpu=True)) and self._may_ask(asked)
 
     def _first_model_on_a_sample(self, pending: dict[Any, _Running]) -> bool:
         """Whether the run's first model is on its way from a trial on a sample for time: the
