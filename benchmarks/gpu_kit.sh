@@ -6,7 +6,7 @@
 # files. This downloads the rest (Ray core, not Serve: a fit never imports it) as Python 3.12
 # manylinux wheels, at the versions this checkout's .venv has, installs them into one folder
 # without their dependencies that the machine already has, strips Ray of what a fit never
-# loads, and packs it as .gpu-kit/site.tar.xz (about 40 MB; .gpu-kit is git-ignored).
+# loads, and packs it as .gpu-kit/site.tar.xz (about 53 MB; .gpu-kit is git-ignored).
 #
 #     benchmarks/gpu_kit.sh                      # here, with the network
 #     run(carry=[".gpu-kit"], command="mkdir -p /tmp/site && tar xJf .gpu-kit/site.tar.xz -C /tmp/site &&
