@@ -63,3 +63,11 @@ def automl_exe() -> str:
 def automl_cli(*args: str, timeout: float = 180) -> subprocess.CompletedProcess:
     """Run the installed ``automl`` console script, as a user would."""
     return subprocess.run([automl_exe(), *map(str, args)], capture_output=True, text=True, timeout=timeout)
+
+
+def automl_here(*args) -> int:
+    """Run an ``automl`` command in this process (``automl_cli`` without a new interpreter to
+    start): its exit status; what it prints is capsys's to read."""
+    from automl.cli import run_command
+
+    return run_command([str(arg) for arg in args])

@@ -13,10 +13,9 @@ from functools import partial
 
 import pytest
 
-from automl.cli import run_command
 from automl.execution import RayExecutor, ray_gpu_workers
 from automl.trial import COMPLETE
-from tests.conftest import write_spec
+from tests.conftest import automl_here, write_spec
 
 GPU_TRIAL = {"num_cpus": 1, "num_gpus": 1}
 
@@ -85,7 +84,7 @@ def test_a_ray_fit_runs_its_gpu_trials_in_the_warm_workers(tmp_path, binary_fram
     """The fit joins the module's Ray (one GPU, two CPUs); its only family waits for the warm-up."""
     spec = write_spec(tmp_path, binary_frame, budget={"time_s": 60, "max_trials": 2}, validation={"method": "split"},
                       hardware={"backend": "ray", "gpus": 1}, models={"include": ["mlp"]})
-    assert run_command(["fit", str(spec), "--quiet"]) == 0, capsys.readouterr().err
+    assert automl_here("fit", spec, "--quiet") == 0, capsys.readouterr().err
     summary = json.loads((tmp_path / "run" / "run.json").read_text())
     complete = [t for t in summary["trial_log"] if t["status"] == COMPLETE]
     assert len(complete) == 2 and all(t["resources"]["num_cpus"] == 1 and t["resources"]["num_gpus"] > 0

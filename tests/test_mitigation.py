@@ -10,12 +10,11 @@ import pytest
 from fairlearn.metrics import demographic_parity_difference
 
 from automl.artifact import load_predictor
-from automl.cli import run_command
 from automl.engine import run_fit
 from automl.errors import InputError
 from automl.mitigation import GroupThresholds
 from automl.spec import build_spec, load_spec
-from tests.conftest import write_spec
+from tests.conftest import automl_here, write_spec
 
 
 def _biased(n: int, seed: int) -> tuple[np.ndarray, np.ndarray, pd.DataFrame]:
@@ -62,11 +61,11 @@ def test_a_mitigated_fit_records_before_and_after_and_needs_the_sensitive_column
     rows = frame.drop(columns=["target"]).head(20)
     rows.to_csv(tmp_path / "rows.csv", index=False)
     capsys.readouterr()
-    assert run_command(["predict", str(tmp_path / "run"), str(tmp_path / "rows.csv")]) == 0
+    assert automl_here("predict", tmp_path / "run", tmp_path / "rows.csv") == 0
     predicted = capsys.readouterr()
     assert len(predicted.out.splitlines()) == 21 and not predicted.err
     rows.drop(columns=["group"]).to_csv(tmp_path / "no-group.csv", index=False)
-    assert run_command(["predict", str(tmp_path / "run"), str(tmp_path / "no-group.csv")]) == 2
+    assert automl_here("predict", tmp_path / "run", tmp_path / "no-group.csv") == 2
     assert capsys.readouterr().err.strip().splitlines() == [
         "error: the model mitigates bias by column 'group' (fairness.mitigate: demographic_parity): "
         "the data to predict must have it"]
@@ -74,8 +73,8 @@ def test_a_mitigated_fit_records_before_and_after_and_needs_the_sensitive_column
     assert "group" not in load_predictor(tmp_path / "run").schema.required_columns
 
     frame.to_csv(tmp_path / "new.csv", index=False)  # a retrain keeps the sensitive column for the thresholds
-    assert run_command(["retrain", str(tmp_path / "run"), str(tmp_path / "new.csv"), "-o", str(tmp_path / "re"),
-                        "--quiet"]) == 0, capsys.readouterr().err
+    assert automl_here("retrain", tmp_path / "run", tmp_path / "new.csv", "-o", tmp_path / "re",
+                       "--quiet") == 0, capsys.readouterr().err
     assert json.loads((tmp_path / "re" / "run.json").read_text())["retrain"]["previous_score"] is not None
 
 

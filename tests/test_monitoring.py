@@ -10,12 +10,12 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from automl.artifact import Member, Predictor
-from automl.cli import run_command
 from automl.data import prepare_training
 from automl.drift import REFERENCE_FILE, build_reference
 from automl.models import get_family
 from automl.request_log import RequestLog, log_files, read_log
 from automl.serving import PredictionService
+from tests.conftest import automl_here
 
 
 def _frame(n: int = 600, seed: int = 0) -> pd.DataFrame:
@@ -83,13 +83,13 @@ def test_drift_reads_a_log_folder_no_drift_for_training_like_rows_and_drift_for_
             body = features.iloc[start:start + 250].to_json(orient="records").encode()
             assert service.handle("POST", "/predict", body, "application/json")[0] == 200
         log.close()
-    assert run_command(["drift", str(model_dir), str(tmp_path / "same"), "--json"]) == 0
+    assert automl_here("drift", model_dir, tmp_path / "same", "--json") == 0
     same = json.loads(capsys.readouterr().out)
     assert same["verdict"] == "no drift" and same["rows"] == 1_000
-    assert run_command(["drift", str(model_dir), str(tmp_path / "shifted"), "--json"]) == 0
+    assert automl_here("drift", model_dir, tmp_path / "shifted", "--json") == 0
     shifted = json.loads(capsys.readouterr().out)
     assert shifted["verdict"] == "drift" and shifted["drifted_columns"] == ["x"]
-    assert run_command(["drift", str(model_dir), str(tmp_path)]) == 2
+    assert automl_here("drift", model_dir, tmp_path) == 2
     assert "holds no request log files" in capsys.readouterr().err
 
 

@@ -25,8 +25,7 @@ import pandas as pd
 import pytest
 
 from automl.checkpoint import TRIALS_DIR, OutcomeStore
-from automl.cli import run_command
-from tests.conftest import automl_cli, write_spec
+from tests.conftest import automl_cli, automl_here, write_spec
 
 LOOPBACK = "127.0.0.2"
 RAY = str(Path(sys.executable).parent / "ray")
@@ -138,7 +137,7 @@ def test_a_worker_node_without_automl_installed_runs_trials(tmp_path, binary_fra
     spread = predict(str(tmp_path / "rows.csv"), "--ray-address", cluster)
     assert spread.returncode == 0, spread.stderr
     capsys.readouterr()
-    assert run_command(["predict", str(tmp_path / "run"), str(tmp_path / "rows.csv"), "--proba", "--id", "row_id"]) == 0
+    assert automl_here("predict", tmp_path / "run", tmp_path / "rows.csv", "--proba", "--id", "row_id") == 0
     assert spread.stdout == capsys.readouterr().out  # as predicted here, in one process
     assert pd.read_csv(io.StringIO(spread.stdout))["row_id"].tolist() == list(range(len(binary_frame)))
     first = rows.columns[0]

@@ -9,10 +9,9 @@ import pytest
 
 from automl.api import AutoML
 from automl.artifact import load_predictor
-from automl.cli import run_command
 from automl.engine import run_fit
 from automl.spec import load_spec
-from tests.conftest import write_spec
+from tests.conftest import automl_here, write_spec
 
 
 @pytest.fixture(scope="module")
@@ -29,21 +28,16 @@ def _trial_configs(run_dir) -> list[tuple[str, dict]]:
     return [(trial["family"], trial["params"]) for trial in sorted(log, key=lambda t: t["trial"])]
 
 
-def _retrain(*args) -> int:
-    """``automl retrain`` in this process (the command line's own entry, without a new interpreter)."""
-    return run_command(["retrain", *map(str, args)])
-
-
 def test_only_if_drift_leaves_a_resample_alone_and_retrains_on_shifted_rows(tmp_path, previous, binary_frame, capsys):
     resample = binary_frame.iloc[:400].sample(350, random_state=0)
     resample.to_csv(tmp_path / "same.csv", index=False)
-    assert _retrain(previous, tmp_path / "same.csv", "-o", tmp_path / "same-run", "--only-if-drift") == 0
+    assert automl_here("retrain", previous, tmp_path / "same.csv", "-o", tmp_path / "same-run", "--only-if-drift") == 0
     assert "not retrained" in capsys.readouterr().out and not (tmp_path / "same-run").exists()
 
     shifted = binary_frame.iloc[400:].assign(mean_radius=lambda f: f["mean_radius"] + 10)
     shifted.to_csv(tmp_path / "shifted.csv", index=False)
     run = tmp_path / "shifted-run"
-    assert _retrain(previous, tmp_path / "shifted.csv", "-o", run, "--only-if-drift", "--quiet") == 0
+    assert automl_here("retrain", previous, tmp_path / "shifted.csv", "-o", run, "--only-if-drift", "--quiet") == 0
     summary = json.loads((run / "run.json").read_text())
     compared = summary["retrain"]
     assert compared["holdout_rows"] == pytest.approx(0.2 * len(shifted), abs=1)
@@ -74,8 +68,8 @@ def test_a_warm_started_retrain_runs_the_previous_configurations_first(tmp_path,
 
 def test_retraining_on_rows_without_the_models_columns_is_refused(tmp_path, previous, binary_frame, capsys):
     binary_frame.iloc[400:].drop(columns=["mean_radius"]).to_csv(tmp_path / "new.csv", index=False)
-    assert _retrain(previous, tmp_path / "new.csv", "-o", tmp_path / "run") == 2
+    assert automl_here("retrain", previous, tmp_path / "new.csv", "-o", tmp_path / "run") == 2
     assert "lacks 1 column(s) the model uses: mean_radius" in capsys.readouterr().err
     binary_frame.iloc[400:].drop(columns=["target"]).to_csv(tmp_path / "unlabelled.csv", index=False)
-    assert _retrain(previous, tmp_path / "unlabelled.csv", "-o", tmp_path / "run") == 2
+    assert automl_here("retrain", previous, tmp_path / "unlabelled.csv", "-o", tmp_path / "run") == 2
     assert "no target column 'target'" in capsys.readouterr().err

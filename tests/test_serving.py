@@ -20,13 +20,12 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from automl.artifact import Member, Predictor
-from automl.cli import run_command
 from automl.data import prepare_training
 from automl.drift import REFERENCE_FILE, build_reference
 from automl.models import get_family
 from automl.request_log import read_log
 from automl.serving import PredictionService
-from tests.conftest import automl_cli, automl_exe
+from tests.conftest import automl_cli, automl_exe, automl_here
 
 
 def _frame(multiclass_frame: pd.DataFrame) -> pd.DataFrame:
@@ -142,7 +141,7 @@ def _ray_left(temp_dirs_before: set[str], server_pid: int) -> list[str]:
 def _in_process(capsys, *args) -> str:
     """What an automl command prints, run in this process (no new interpreter to start)."""
     capsys.readouterr()
-    assert run_command([str(arg) for arg in args]) == 0
+    assert automl_here(*args) == 0
     return capsys.readouterr().out
 
 
